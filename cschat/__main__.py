@@ -1,0 +1,3 @@
+from cschat.cli import main
+
+raise SystemExit(main())

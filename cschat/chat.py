@@ -1,0 +1,591 @@
+"""The chat service: every agent and guest operation of PROTOCOL §3–§5.
+
+Handlers call these methods with a :class:`Session` and the request's
+parameters; a method returns the response's ``data`` or raises
+:class:`~cschat.protocol.ApiError`. Everything another connection must see
+is published through the broker after the store has committed it.
+
+Sends (:meth:`ChatService.agent_send`, :meth:`ChatService.guest_send`) are
+plain functions that validate and queue their write before returning an
+awaitable, so frames of one connection are committed, and pushed, in the
+order they arrived (R22) even when the handler does not wait for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from typing import Any, Awaitable, Callable, Hashable
+
+from cschat import protocol as p
+from cschat.auth import TokenError, Tokens
+from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel, guest_channel
+from cschat.messages import message_info, parse_message
+from cschat.protocol import ApiError
+from cschat.routing import OFFLINE, Agent, Conversation, Routing
+from cschat.store import Store, now_ms
+
+log = logging.getLogger("cschat.chat")
+
+RECENT_MESSAGES = 20
+DIRECTORY_POLL_SECONDS = 1.0
+
+
+@dataclasses.dataclass(eq=False)
+class Session:
+    """One logged-in connection."""
+
+    ix: str
+    subscriber: Subscriber
+    role: str
+    group_id: int
+    admin_id: int | None = None
+    gid: int | None = None
+
+
+def new_ix() -> str:
+    """A connection id: 20 hex characters."""
+    return secrets.token_hex(10)
+
+
+class ChatService:
+    """Presence, routing and messaging of one server. Start with :meth:`start`."""
+
+    def __init__(self, store: Store, broker: MemoryBroker, tokens: Tokens, chat_settings: dict):
+        self.store = store
+        self.broker = broker
+        self.tokens = tokens
+        self.settings = chat_settings
+        self.routing = Routing(chat_settings["agent_capacity"])
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._directory_version = -1
+        self._poller: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load agents and open conversations; start the timers a restart implies.
+
+        Every agent holding conversations gets its grace period (R27) and
+        every open conversation its guest's release period (R24), as if all
+        connections had just closed.
+        """
+        await self._reload_directory()
+        for row in await self.store.routing_state():
+            conversation = self.routing.conversation(row["gid"], row["group_id"], row["last_aix"])
+            agent = self.routing.agents.get(row["assigned_aix"])
+            if agent is not None:
+                self.routing.assign(conversation, agent)
+            elif row["queued_at"] is not None:
+                self.routing.enqueue(conversation, row["queued_at"])
+            self._start_timer(("guest", row["gid"]), self.settings["release_after"],
+                              self._release_offline_guest, row["gid"])
+        for agent in self.routing.agents.values():
+            if agent.gids:
+                agent.in_grace = True
+                self._start_timer(("agent", agent.admin_id), self.settings["agent_grace"],
+                                  self._agent_gone, agent.admin_id)
+        self._poller = asyncio.get_running_loop().create_task(self._poll_directory())
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._poller is not None:
+            self._poller.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- agent sessions ------------------------------------------------------------------
+
+    async def agent_login(self, ix: str, subscriber: Subscriber, params: dict) -> tuple[Session, dict]:
+        """31000: verify the token, join the agent's channels, route queued guests (R14)."""
+        try:
+            claims = self.tokens.verify_agent(params.get("token"))
+        except TokenError as error:
+            raise ApiError(-31001, f"token invalid: {error}") from None
+        row = await self.store.agent(claims.admin_id)
+        if row is None:
+            raise ApiError(-31002, "admin_id does not exist")
+        if not row["enabled"]:
+            raise ApiError(-31003, "agent disabled")
+        if not row["group_enabled"]:
+            raise ApiError(-31004, "group disabled or missing")
+        agent = self._remember_agent(row, enabled=True)
+        session = Session(ix, subscriber, "agent", agent.group_id, admin_id=agent.admin_id)
+        was_offline = agent.status == OFFLINE
+        agent.connections += 1
+        agent.in_grace = False
+        self._cancel_timer(("agent", agent.admin_id))
+        if was_offline:
+            agent.suspended = False
+        self.broker.subscribe(agent_channel(agent.admin_id), subscriber)
+        self.broker.subscribe(group_channel(agent.group_id), subscriber)
+        if was_offline:
+            self._publish_status(agent)
+        guest_list = await self._guest_list(agent.admin_id)
+        is_refresh, refresh_token = self.tokens.refresh(
+            claims.exp, lambda: self.tokens.mint_agent(agent.admin_id))
+        data = {"ix": ix,
+                "admin_list": [a.info() for a in self.routing.agents_of_group(agent.group_id)],
+                "guest_list": guest_list, "is_refresh": is_refresh,
+                "refresh_token": refresh_token}
+        await self._drain_queue(agent.group_id)
+        return session, data
+
+    def agent_disconnected(self, session: Session) -> None:
+        """Called once when a logged-in agent connection closes; starts the grace period."""
+        agent = self.routing.agents[session.admin_id]
+        self.broker.unsubscribe(agent_channel(agent.admin_id), session.subscriber)
+        self.broker.unsubscribe(group_channel(agent.group_id), session.subscriber)
+        agent.connections -= 1
+        if agent.connections:
+            return
+        agent.in_grace = True
+        grace = self.settings["agent_grace"] if agent.enabled else 0
+        self._start_timer(("agent", agent.admin_id), grace, self._agent_gone, agent.admin_id)
+
+    async def _agent_gone(self, admin_id: int) -> None:
+        """R27: the grace period is over; re-route the agent's online guests, release the rest."""
+        agent = self.routing.agents.get(admin_id)
+        if agent is None or agent.connections:
+            return
+        agent.in_grace = False
+        agent.suspended = False
+        self._publish_status(agent)
+        conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
+        for conversation in conversations:
+            if self.routing.guest_online(conversation.gid):
+                self._route(conversation)
+            else:
+                self.routing.release(conversation)
+        await self._save_and_announce(conversations)
+
+    def _agent(self, session: Session) -> Agent:
+        return self.routing.agents[session.admin_id]
+
+    # -- agent API -------------------------------------------------------------------------
+
+    async def chat_list(self, session: Session, params: dict) -> dict:
+        """32000."""
+        return {"guest_list": await self._guest_list(session.admin_id)}
+
+    async def chat_content(self, session: Session, params: dict) -> dict:
+        """32100: any conversation of the agent's own group."""
+        gid = p.integer(params, "gid", -32101, low=1)
+        group_id = p.integer(params, "group_id", -32102)
+        await self._conversation_in_group(gid, group_id, session.group_id)
+        return await self._history(gid, group_id, params)
+
+    async def agent_mark_read(self, session: Session, params: dict) -> dict:
+        """32200: mark the guest's messages read; the guest gets 22299."""
+        gid = p.integer(params, "gid", -32201, low=1)
+        group_id = p.integer(params, "group_id", -32202)
+        await self._conversation_in_group(gid, group_id, session.group_id)
+        last_read_id = await self.store.mark_read(gid, "agent")
+        self.broker.publish(guest_channel(gid), p.push(p.GUEST_MARK_READ, p.PUSH_AGENT_READ,
+                                                       {"last_read_id": last_read_id}))
+        return {"group_id": group_id, "gid": gid}
+
+    def agent_send(self, session: Session, params: dict) -> Awaitable[dict]:
+        """32300: queue the message now; the awaitable answers after its commit (R20)."""
+        gid = p.integer(params, "gid", -32301, low=1)
+        file_type, body = parse_message(params, -32300, self.settings["max_message_length"])
+        client_msg_id = p.client_msg_id(params)
+        conversation = self.routing.conversations.get(gid)
+        if conversation is None or conversation.assigned != session.admin_id:
+            raise ApiError(-32304, "the guest is not assigned to you")
+        stored = self.store.add_message(gid, "agent", session.admin_id, file_type, body,
+                                        client_msg_id)
+        return self._agent_sent(session, conversation, stored)
+
+    async def _agent_sent(self, session: Session, conversation: Conversation,
+                          stored: Awaitable) -> dict:
+        message, created = await stored
+        info = message_info(message, conversation.group_id)
+        if created:
+            self.broker.publish(guest_channel(conversation.gid),
+                                p.push(p.GUEST_SEND, p.PUSH_AGENT_MESSAGE, {"message_info": info}))
+            self.broker.publish(agent_channel(session.admin_id),
+                                p.push(p.AGENT_SEND, p.PUSH_OWN_MESSAGE,
+                                       {"gid": conversation.gid, "message_info": info}),
+                                exclude=session.subscriber)
+        return {"gid": conversation.gid, "message_info": info}
+
+    async def transfer(self, session: Session, params: dict) -> dict:
+        """32400: hand my guest to another online agent of my group."""
+        gid = p.integer(params, "gid", -32403, low=1)
+        aix = p.integer(params, "aix", -32404)
+        if aix == session.admin_id:
+            raise ApiError(-32406, "cannot transfer to yourself")
+        conversation = self.routing.conversations.get(gid)
+        if conversation is None or conversation.assigned != session.admin_id:
+            raise ApiError(-32407, "the guest is not assigned to you")
+        target = self.routing.agents.get(aix)
+        if target is None or target.group_id != session.group_id or not target.takes_guests:
+            raise ApiError(-32405, "target agent is not online, suspended or in another group")
+        me = self._agent(session)
+        self.routing.assign(conversation, target)
+        note = self._system_message(conversation, me,
+                                    f"{me.name} transferred the conversation to {target.name}")
+        snapshots = await self.store.save_routing([conversation.row()], RECENT_MESSAGES)
+        await note
+        guest_info, recs = self._assignment(conversation, snapshots[gid])
+        self.broker.publish(agent_channel(aix), p.push(
+            p.TRANSFER, p.PUSH_ASSIGNED,
+            {"guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
+        self.broker.publish(agent_channel(me.admin_id), p.push(
+            p.TRANSFER, p.PUSH_TRANSFERRED, {"gid": gid, "aix": aix}))
+        self.broker.publish(guest_channel(gid), p.push(
+            p.GUEST_LOGIN, p.PUSH_GUEST_ASSIGNED, {"agent": target.info()}))
+        self._spawn(self._drain_queue(session.group_id))
+        return {"gid": gid, "aix": aix, "guest_info": guest_info, "recs": recs}
+
+    async def suspend(self, session: Session, params: dict) -> dict:
+        """32500: 1 suspends (keep my chats, get no new ones), 0 resumes."""
+        status = p.integer(params, "status", -32501, low=0, high=1)
+        agent = self._agent(session)
+        if agent.suspended != bool(status):
+            agent.suspended = bool(status)
+            self._publish_status(agent)
+            if not status:
+                await self._drain_queue(agent.group_id)
+        return {"status": status}
+
+    async def online_agents(self, session: Session, params: dict) -> dict:
+        """33000: agents of my group that are online or suspended."""
+        return {"admin_list": [a.info() for a in self.routing.agents_of_group(session.group_id)
+                               if a.status != OFFLINE]}
+
+    async def agent_typing(self, session: Session, params: dict) -> dict:
+        """32600: tell my guest I am typing."""
+        gid = p.integer(params, "gid", low=1)
+        conversation = self.routing.conversations.get(gid)
+        if conversation is None or conversation.assigned != session.admin_id:
+            raise ApiError(p.BAD_PARAMETER, "the guest is not assigned to you")
+        self.broker.publish(guest_channel(gid),
+                            p.push(p.GUEST_TYPING, p.PUSH_AGENT_TYPING, {}))
+        return {}
+
+    async def end_conversation(self, session: Session, params: dict) -> dict:
+        """32700: release my guest; its next login or message routes it again, sticky to me."""
+        gid = p.integer(params, "gid", -32701, low=1)
+        conversation = self.routing.conversations.get(gid)
+        if conversation is None or conversation.assigned != session.admin_id:
+            raise ApiError(-32702, "the guest is not assigned to you")
+        me = self._agent(session)
+        self.routing.release(conversation)
+        saved = self.store.save_routing([conversation.row()], 0)
+        note = self._system_message(conversation, me, f"{me.name} ended the conversation")
+        await saved
+        await note
+        self.broker.publish(guest_channel(gid),
+                            p.push(p.GUEST_LOGIN, p.PUSH_ENDED, {"aix": me.admin_id}))
+        self._spawn(self._drain_queue(session.group_id))
+        return {"gid": gid}
+
+    # -- guest sessions ----------------------------------------------------------------
+
+    async def guest_login(self, ix: str, subscriber: Subscriber, params: dict) -> tuple[Session, dict]:
+        """21000: verify the token, create the guest on first sight (R13), route it (R24)."""
+        try:
+            claims = self.tokens.verify_guest(params.get("token"))
+        except TokenError as error:
+            raise ApiError(-21001, f"token invalid: {error}") from None
+        group = await self.store.group(claims.group_id)
+        if group is None or not group["enabled"]:
+            raise ApiError(-21004, "group disabled or missing")
+        row = await self.store.guest_by_uid(claims.group_id, claims.uid)
+        if (row is None or (claims.name and claims.name != row["name"])
+                or (claims.avatar and claims.avatar != row["avatar"])):
+            row = await self.store.upsert_guest(claims.group_id, claims.uid, claims.name,
+                                                claims.avatar)
+        gid = row["gid"]
+        session = Session(ix, subscriber, "guest", claims.group_id, gid=gid)
+        came_online = not self.routing.guest_online(gid)
+        self.routing.guest_connections[gid] = self.routing.guest_connections.get(gid, 0) + 1
+        self._cancel_timer(("guest", gid))
+        self.broker.subscribe(guest_channel(gid), subscriber)
+        conversation = self.routing.conversation(gid, claims.group_id, row["last_aix"])
+        if came_online and conversation.assigned is not None:
+            self._publish_guest_presence(conversation, True)
+        if self._needs_routing(conversation):
+            self._route(conversation)
+            await self._save_and_announce([conversation])
+        agent = self.routing.assigned_agent(gid)
+        is_refresh, refresh_token = self.tokens.refresh(claims.exp, lambda: self.tokens.mint_guest(
+            claims.uid, claims.group_id, claims.name, claims.avatar))
+        return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
+                         "agent": agent.info() if agent else None,
+                         "unread": row["unread_by_guest"], "is_refresh": is_refresh,
+                         "refresh_token": refresh_token}
+
+    def guest_disconnected(self, session: Session) -> None:
+        """Called once when a logged-in guest connection closes."""
+        gid = session.gid
+        self.broker.unsubscribe(guest_channel(gid), session.subscriber)
+        remaining = self.routing.guest_connections.get(gid, 1) - 1
+        if remaining:
+            self.routing.guest_connections[gid] = remaining
+            return
+        self.routing.guest_connections.pop(gid, None)
+        conversation = self.routing.conversations.get(gid)
+        if conversation is not None and conversation.assigned is not None:
+            self._publish_guest_presence(conversation, False)
+        self.routing.forget_if_idle(gid)
+        if gid in self.routing.conversations:
+            self._start_timer(("guest", gid), self.settings["release_after"],
+                              self._release_offline_guest, gid)
+
+    async def _release_offline_guest(self, gid: int) -> None:
+        """R24: a guest offline for ``release_after`` loses its agent.
+
+        A queued conversation whose guest wrote something nobody has read
+        stays queued: the next agent to come must see it (R23).
+        """
+        conversation = self.routing.conversations.get(gid)
+        if conversation is None or self.routing.guest_online(gid):
+            return
+        if conversation.assigned is None:
+            guest = await self.store.guest(gid)
+            if guest is not None and guest["unread_by_agent"]:
+                return
+        freed_group = conversation.group_id if conversation.assigned is not None else None
+        self.routing.release(conversation)
+        await self.store.save_routing([conversation.row()], 0)
+        if freed_group is not None:
+            await self._drain_queue(freed_group)
+
+    # -- guest API -------------------------------------------------------------------------
+
+    async def guest_history(self, session: Session, params: dict) -> dict:
+        """22100: my own conversation."""
+        return await self._history(session.gid, session.group_id, params)
+
+    async def guest_mark_read(self, session: Session, params: dict) -> dict:
+        """22200: mark the agent's messages read; the assigned agent gets 32299."""
+        last_read_id = await self.store.mark_read(session.gid, "guest")
+        agent = self.routing.assigned_agent(session.gid)
+        if agent is not None:
+            self.broker.publish(agent_channel(agent.admin_id), p.push(
+                p.AGENT_MARK_READ, p.PUSH_GUEST_READ,
+                {"gid": session.gid, "group_id": session.group_id, "last_read_id": last_read_id}))
+        return {"last_read_id": last_read_id}
+
+    def guest_send(self, session: Session, params: dict) -> Awaitable[dict]:
+        """22300: queue the message now, routing the guest first if it has no agent."""
+        file_type, body = parse_message(params, -22300, self.settings["max_message_length"])
+        client_msg_id = p.client_msg_id(params)
+        conversation = self.routing.conversation(session.gid, session.group_id)
+        routed = None
+        if self._needs_routing(conversation):
+            self._route(conversation)
+            routed = self.store.save_routing([conversation.row()], RECENT_MESSAGES)
+        stored = self.store.add_message(session.gid, "guest", None, file_type, body,
+                                        client_msg_id)
+        return self._guest_sent(session, conversation, routed, stored)
+
+    async def _guest_sent(self, session: Session, conversation: Conversation,
+                          routed: Awaitable | None, stored: Awaitable) -> dict:
+        if routed is not None:
+            self._announce([conversation], await routed)
+        message, created = await stored
+        info = message_info(message, session.group_id)
+        if created:
+            agent = self.routing.assigned_agent(session.gid)
+            if agent is not None:
+                self.broker.publish(agent_channel(agent.admin_id), p.push(
+                    p.GUEST_SEND, p.PUSH_GUEST_MESSAGE,
+                    {"gid": session.gid, "group_id": session.group_id, "message_info": info}))
+            elif conversation.queued_at is not None and not conversation.queue_notified:
+                conversation.queue_notified = True
+                self.broker.publish(guest_channel(session.gid), p.push(
+                    p.GUEST_SEND, p.PUSH_QUEUED,
+                    {"queue_position": self.routing.queue_position(conversation)}))
+            # The guest's other tabs see their own message as the agent's tabs do (32398).
+            self.broker.publish(guest_channel(session.gid),
+                                p.push(p.GUEST_SEND, p.PUSH_AGENT_MESSAGE, {"message_info": info}),
+                                exclude=session.subscriber)
+        return {"message_info": info}
+
+    async def guest_typing(self, session: Session, params: dict) -> dict:
+        """22600: tell my agent I am typing."""
+        agent = self.routing.assigned_agent(session.gid)
+        if agent is not None:
+            self.broker.publish(agent_channel(agent.admin_id),
+                                p.push(p.GUEST_TYPING, p.PUSH_GUEST_TYPING, {"gid": session.gid}))
+        return {}
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _needs_routing(self, conversation: Conversation) -> bool:
+        """True unless the guest has an assigned agent that is still present (R24)."""
+        agent = self.routing.assigned_agent(conversation.gid)
+        return agent is None or agent.status == OFFLINE or not agent.enabled
+
+    def _route(self, conversation: Conversation) -> None:
+        """Assign to the agent R24 picks, or queue; the caller saves and announces."""
+        agent = self.routing.pick_agent(conversation.group_id, conversation.last_aix)
+        if agent is not None:
+            self.routing.assign(conversation, agent)
+        else:
+            self.routing.enqueue(conversation, now_ms())
+
+    async def _drain_queue(self, group_id: int) -> None:
+        """Give queued conversations, oldest first, to agents with room."""
+        assigned = []
+        for conversation in self.routing.queued(group_id):
+            agent = self.routing.pick_agent(group_id, conversation.last_aix)
+            if agent is None:
+                break
+            self.routing.assign(conversation, agent)
+            assigned.append(conversation)
+        if assigned:
+            await self._save_and_announce(assigned)
+
+    async def _save_and_announce(self, conversations: list[Conversation]) -> None:
+        snapshots = await self.store.save_routing([c.row() for c in conversations],
+                                                  RECENT_MESSAGES)
+        self._announce(conversations, snapshots)
+
+    def _announce(self, conversations: list[Conversation], snapshots: dict) -> None:
+        """Push 32401 and 22401 for each conversation that the saved change assigned."""
+        for conversation in conversations:
+            agent = self.routing.assigned_agent(conversation.gid)
+            if agent is None or conversation.gid not in snapshots:
+                continue
+            guest_info, recs = self._assignment(conversation, snapshots[conversation.gid])
+            self.broker.publish(agent_channel(agent.admin_id), p.push(
+                p.TRANSFER, p.PUSH_ASSIGNED,
+                {"guest_info": guest_info, "recs": recs, "from_aix": None}))
+            self.broker.publish(guest_channel(conversation.gid), p.push(
+                p.GUEST_LOGIN, p.PUSH_GUEST_ASSIGNED, {"agent": agent.info()}))
+
+    def _assignment(self, conversation: Conversation, snapshot: tuple) -> tuple[dict, list]:
+        guest, recent = snapshot
+        return (self._guest_info(guest),
+                [message_info(m, conversation.group_id) for m in recent])
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _system_message(self, conversation: Conversation, agent: Agent, text: str) -> Awaitable:
+        """Record ``text`` in the conversation and show it to the guest once committed."""
+        stored = self.store.add_message(conversation.gid, "system", agent.admin_id, p.TEXT,
+                                        text, None)
+
+        async def publish():
+            message, _ = await stored
+            self.broker.publish(guest_channel(conversation.gid), p.push(
+                p.GUEST_SEND, p.PUSH_AGENT_MESSAGE,
+                {"message_info": message_info(message, conversation.group_id)}))
+        return publish()
+
+    async def _guest_list(self, admin_id: int) -> list[dict]:
+        return [self._guest_info(row) for row in await self.store.conversations(
+            assigned_to=admin_id)]
+
+    def _guest_info(self, row: dict) -> dict:
+        conversation = self.routing.conversations.get(row["gid"])
+        last = row["last_message"]
+        return {"gid": row["gid"], "group_id": row["group_id"], "name": row["name"],
+                "avatar": row["avatar"], "online": self.routing.guest_online(row["gid"]),
+                "unread": row["unread_by_agent"],
+                "aix": conversation.assigned if conversation else None,
+                "last_message": message_info(last, row["group_id"]) if last else None,
+                "updated_at": row["updated_at"]}
+
+    async def _conversation_in_group(self, gid: int, group_id: int, my_group: int) -> None:
+        if group_id != my_group:
+            raise ApiError(-32103, "no such conversation in your group")
+        conversation = self.routing.conversations.get(gid)
+        if conversation is not None:
+            if conversation.group_id == my_group:
+                return
+        else:
+            guest = await self.store.guest(gid)
+            if guest is not None and guest["group_id"] == my_group:
+                return
+        raise ApiError(-32103, "no such conversation in your group")
+
+    async def _history(self, gid: int, group_id: int, params: dict) -> dict:
+        page_index = p.integer(params, "page_index", default=1, low=1)
+        page_size = p.integer(params, "page_size", default=10, low=1, high=100)
+        before_id = p.optional_integer(params, "before_id")
+        after_id = p.optional_integer(params, "after_id")
+        messages, total = await self.store.history(gid, page_index, page_size, before_id,
+                                                   after_id)
+        return {"list": [message_info(m, group_id) for m in messages],
+                "page_index": page_index, "page_size": page_size, "total": total}
+
+    def _publish_status(self, agent: Agent) -> None:
+        self.broker.publish(group_channel(agent.group_id),
+                            p.push(p.SUSPEND, p.PUSH_AGENT_STATUS, agent.info()))
+
+    def _publish_guest_presence(self, conversation: Conversation, online: bool) -> None:
+        self.broker.publish(agent_channel(conversation.assigned), p.push(
+            p.GUEST_LOGIN, p.PUSH_GUEST_ONLINE,
+            {"gid": conversation.gid, "group_id": conversation.group_id, "online": online}))
+
+    def _remember_agent(self, row: dict, enabled: bool) -> Agent:
+        agent = self.routing.agents.get(row["id"])
+        if agent is None:
+            agent = Agent(row["id"], row["group_id"], row["name"], row["avatar"])
+            self.routing.agents[agent.admin_id] = agent
+        agent.group_id, agent.name, agent.avatar = row["group_id"], row["name"], row["avatar"]
+        agent.enabled = enabled
+        return agent
+
+    # -- directory changes made by the CLI while we run --------------------------------------
+
+    async def _poll_directory(self) -> None:
+        while True:
+            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
+            try:
+                if await self.store.directory_version() != self._directory_version:
+                    await self._reload_directory()
+            except Exception:  # noqa: BLE001 - keep polling; the next round may succeed
+                log.exception("reloading agents and groups failed")
+
+    async def _reload_directory(self) -> None:
+        """Take in agents and groups; end the sessions of what was disabled (R7)."""
+        self._directory_version = await self.store.directory_version()
+        groups = {g["id"]: bool(g["enabled"]) for g in await self.store.list_groups()}
+        for row in await self.store.list_agents():
+            enabled = bool(row["enabled"]) and groups.get(row["group_id"], False)
+            agent = self._remember_agent(row, enabled)
+            if not enabled and agent.connections:
+                self.broker.end_sessions(agent_channel(agent.admin_id), p.session_ended(
+                    p.AGENT_LOGIN, "agent or group disabled"))
+        for gid, conversation in list(self.routing.conversations.items()):
+            if not groups.get(conversation.group_id, False) and self.routing.guest_online(gid):
+                self.broker.end_sessions(guest_channel(gid), p.session_ended(
+                    p.GUEST_LOGIN, "group disabled"))
+
+    # -- timers and background work ----------------------------------------------------------
+
+    def _start_timer(self, key: Hashable, seconds: float,
+                     action: Callable[[Any], Awaitable], arg: Any) -> None:
+        self._cancel_timer(key)
+
+        def fire():
+            self._timers.pop(key, None)
+            self._spawn(action(arg))
+        self._timers[key] = asyncio.get_running_loop().call_later(seconds, fire)
+
+    def _cancel_timer(self, key: Hashable) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _spawn(self, work: Awaitable) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())

@@ -1,0 +1,219 @@
+"""The ``cschat`` command: run the server and manage groups, agents and tokens.
+
+Every command takes ``--config FILE`` and may run while the server runs: it
+opens the same SQLite file, and the server notices changes to groups and
+agents within a second. Errors go to stderr with exit status 1 (2 for a bad
+command line or configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any, Callable
+
+from cschat import __version__
+from cschat.app import Server, make_tokens, open_store
+from cschat.auth import UID_MAX_LENGTH, hash_password
+from cschat.settings import ConfigError, Settings, load_settings
+from cschat.store import Store, StoreError
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; its message is shown to the user."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="INI configuration file (default: embedded defaults)")
+    parser = argparse.ArgumentParser(prog="cschat", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cschat {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent, name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command(commands, "run", _run, "serve until SIGTERM or SIGINT")
+    command(commands, "init", _init, "create or migrate the database and exit")
+
+    group = commands.add_parser("group", help="manage groups of agents").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    command(group, "add", _group_add, "add a group; prints its id").add_argument("name")
+    command(group, "list", _group_list, "list groups")
+    for action, enabled in (("disable", False), ("enable", True)):
+        command(group, action, _group_enable(enabled), f"{action} a group").add_argument(
+            "id", type=int)
+
+    agent = commands.add_parser("agent", help="manage agents").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = command(agent, "add", _agent_add, "add an agent; prints its admin_id")
+    add.add_argument("--group", type=int, required=True, metavar="ID")
+    add.add_argument("--name", required=True)
+    add.add_argument("--avatar", default="", metavar="URL")
+    add.add_argument("--username", metavar="U")
+    add.add_argument("--password", metavar="P")
+    command(agent, "list", _agent_list, "list agents")
+    for action, enabled in (("disable", False), ("enable", True)):
+        command(agent, action, _agent_enable(enabled), f"{action} an agent").add_argument(
+            "id", type=int)
+    command(agent, "password", _agent_password,
+            "set an agent's password, read from standard input").add_argument("id", type=int)
+
+    token = commands.add_parser("token", help="mint tokens").add_subparsers(
+        dest="kind", required=True, metavar="KIND")
+    agent_token = command(token, "agent", _token_agent, "print an agent token")
+    agent_token.add_argument("admin_id", type=int)
+    agent_token.add_argument("--ttl", type=int, metavar="S", help="lifetime in seconds")
+    guest_token = command(token, "guest", _token_guest, "print a guest token")
+    guest_token.add_argument("uid")
+    guest_token.add_argument("--group", type=int, required=True, metavar="ID")
+    guest_token.add_argument("--name", default="")
+    guest_token.add_argument("--ttl", type=int, metavar="S", help="lifetime in seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"cschat: configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(settings, args) or 0
+    except (CommandError, StoreError) as error:
+        print(f"cschat: {error}", file=sys.stderr)
+        return 1
+
+
+async def _open(settings: Settings) -> Store:
+    try:
+        return await open_store(settings)
+    except OSError as error:
+        raise CommandError(f"cannot open the database: {error}") from None
+
+
+def _in_store(settings: Settings, work: Callable) -> Any:
+    async def run():
+        store = await _open(settings)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+    return asyncio.run(run())
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve():
+        server = Server(settings)
+        try:
+            await server.start()
+        except OSError as error:
+            raise CommandError(f"cannot listen on {settings.server['host']}:"
+                               f"{settings.server['port']}: {error.strerror}") from None
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        await server.stop()
+    asyncio.run(serve())
+    return 0
+
+
+def _init(settings: Settings, args: argparse.Namespace) -> None:
+    _in_store(settings, lambda store: store.ping())
+    print(settings.database["path"])
+
+
+def _group_add(settings: Settings, args: argparse.Namespace) -> None:
+    name = args.name.strip()
+    if not name:
+        raise CommandError("a group needs a name")
+    print(_in_store(settings, lambda store: store.add_group(name)))
+
+
+def _group_list(settings: Settings, args: argparse.Namespace) -> None:
+    for group in _in_store(settings, lambda store: store.list_groups()):
+        state = "enabled" if group["enabled"] else "disabled"
+        print(f"{group['id']}\t{state}\t{group['name']}")
+
+
+def _group_enable(enabled: bool) -> Callable:
+    def handler(settings: Settings, args: argparse.Namespace) -> None:
+        _in_store(settings, lambda store: store.set_group_enabled(args.id, enabled))
+    return handler
+
+
+def _agent_add(settings: Settings, args: argparse.Namespace) -> None:
+    name = args.name.strip()
+    if not name:
+        raise CommandError("an agent needs a name")
+    if (args.username is None) != (args.password is None):
+        raise CommandError("--username and --password go together")
+    if args.username is not None and not args.username.strip():
+        raise CommandError("the username cannot be empty")
+    if args.password is not None and not args.password:
+        raise CommandError("the password cannot be empty")
+    password_hash = hash_password(args.password) if args.password else None
+    print(_in_store(settings, lambda store: store.add_agent(
+        args.group, name, args.avatar, args.username, password_hash)))
+
+
+def _agent_list(settings: Settings, args: argparse.Namespace) -> None:
+    for agent in _in_store(settings, lambda store: store.list_agents()):
+        state = "enabled" if agent["enabled"] else "disabled"
+        print(f"{agent['id']}\t{agent['group_id']}\t{state}\t{agent['username'] or '-'}\t"
+              f"{agent['name']}")
+
+
+def _agent_enable(enabled: bool) -> Callable:
+    def handler(settings: Settings, args: argparse.Namespace) -> None:
+        _in_store(settings, lambda store: store.set_agent_enabled(args.id, enabled))
+    return handler
+
+
+def _agent_password(settings: Settings, args: argparse.Namespace) -> None:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("no password on standard input")
+    _in_store(settings, lambda store: store.set_agent_password(args.id, hash_password(password)))
+
+
+def _check_ttl(ttl: int | None) -> None:
+    if ttl is not None and ttl < 1:
+        raise CommandError("--ttl must be at least 1 second")
+
+
+def _token_agent(settings: Settings, args: argparse.Namespace) -> None:
+    _check_ttl(args.ttl)
+
+    async def mint(store: Store) -> str:
+        if await store.agent(args.admin_id) is None:
+            raise CommandError(f"no agent {args.admin_id}")
+        return (await make_tokens(settings, store)).mint_agent(args.admin_id, args.ttl)
+    print(_in_store(settings, mint))
+
+
+def _token_guest(settings: Settings, args: argparse.Namespace) -> None:
+    _check_ttl(args.ttl)
+    if not 0 < len(args.uid) <= UID_MAX_LENGTH:
+        raise CommandError(f"the uid must have 1 to {UID_MAX_LENGTH} characters")
+
+    async def mint(store: Store) -> str:
+        if await store.group(args.group) is None:
+            raise CommandError(f"no group {args.group}")
+        tokens = await make_tokens(settings, store)
+        return tokens.mint_guest(args.uid, args.group, args.name, ttl=args.ttl)
+    print(_in_store(settings, mint))

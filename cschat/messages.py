@@ -1,0 +1,81 @@
+"""What a message may hold (PROTOCOL 32300 / 22300, R25, R26) and how it looks on the wire."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cschat.protocol import CARD_TYPES, FILE_TYPES, ORDER, PRODUCT, TEXT, ApiError
+
+MAX_CARD_BYTES = 4096
+_CARD_REQUIRED = {PRODUCT: ("id", "title", "price"), ORDER: ("order_no", "amount")}
+_CARD_LINKS = ("url", "image")
+
+
+def parse_message(params: dict, error_base: int, max_length: int) -> tuple[int, str]:
+    """Check ``msg`` and ``file_type`` of a send; return ``(file_type, body to store)``.
+
+    ``error_base`` is -32300 for agents and -22300 for guests: the codes
+    raised are ``error_base - 2`` (msg missing or empty), ``- 3`` (bad
+    file_type or msg), ``- 5`` (too long) and ``- 6`` (unknown file).
+    """
+    file_type = params.get("file_type", TEXT)
+    if file_type is None:
+        file_type = TEXT
+    if type(file_type) is not int or file_type not in FILE_TYPES:
+        raise ApiError(error_base - 3, "file_type must be 0 to 6")
+    msg = params.get("msg")
+    if msg is None or (isinstance(msg, (str, dict)) and not _has_content(msg)):
+        raise ApiError(error_base - 2, "msg missing or empty")
+    if file_type == TEXT:
+        if not isinstance(msg, str):
+            raise ApiError(error_base - 3, "a text msg must be a string")
+        if len(msg) > max_length:
+            raise ApiError(error_base - 5, f"text longer than {max_length} characters")
+        return file_type, msg
+    if file_type in CARD_TYPES:
+        return file_type, _card(msg, file_type, error_base)
+    if not isinstance(msg, str):
+        raise ApiError(error_base - 3, "a file msg is the file_id from /api/upload")
+    raise ApiError(error_base - 6, "unknown file id")
+
+
+def _has_content(msg: str | dict) -> bool:
+    return bool(msg.strip()) if isinstance(msg, str) else bool(msg)
+
+
+def _card(msg: Any, file_type: int, error_base: int) -> str:
+    if isinstance(msg, str):
+        # Some clients send the card JSON-encoded; accept it the same.
+        try:
+            msg = json.loads(msg)
+        except ValueError:
+            raise ApiError(error_base - 3, "a card must be a JSON object") from None
+    if not isinstance(msg, dict):
+        raise ApiError(error_base - 3, "a card must be a JSON object")
+    for key, value in msg.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ApiError(error_base - 3, f"card field {key} must be a string or a number")
+    missing = [key for key in _CARD_REQUIRED[file_type] if key not in msg]
+    if missing:
+        raise ApiError(error_base - 3, f"card needs {', '.join(missing)}")
+    for key in _CARD_LINKS:
+        # A card's links are shown as links: only web addresses, never javascript:.
+        if key in msg and not (isinstance(msg[key], str)
+                               and msg[key].lower().startswith(("https://", "http://"))):
+            raise ApiError(error_base - 3, f"card {key} must be an http(s) URL")
+    body = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+    if len(body.encode()) > MAX_CARD_BYTES:
+        raise ApiError(error_base - 5, f"card over {MAX_CARD_BYTES} bytes")
+    return body
+
+
+def message_info(message: dict, group_id: int) -> dict:
+    """message_info of PROTOCOL §3 from a stored message."""
+    body = message["body"]
+    return {"id": message["id"], "gid": message["gid"], "group_id": group_id,
+            "sender": message["sender"], "admin_id": message["admin_id"],
+            "file_type": message["file_type"],
+            "msg": body if message["file_type"] == TEXT else json.loads(body),
+            "client_msg_id": message["client_msg_id"], "created_at": message["created_at"],
+            "read": message["read"]}

@@ -1,0 +1,147 @@
+"""Wire vocabulary of PROTOCOL.md: api_keys, push and error codes, frame shapes.
+
+Nothing here does I/O. :class:`ApiError` is what every layer raises to
+answer a request with a negative code; :func:`response` and :func:`push`
+build the frames of R4 and R5.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# call_type (R3)
+HEARTBEAT, GUEST, AGENT = 0, 1, 3
+
+# Agent API (§3)
+AGENT_LOGIN = 31000
+CHAT_LIST = 32000
+CHAT_CONTENT = 32100
+AGENT_MARK_READ = 32200
+AGENT_SEND = 32300
+TRANSFER = 32400
+SUSPEND = 32500
+AGENT_TYPING = 32600
+END_CONVERSATION = 32700
+ONLINE_AGENTS = 33000
+
+# Guest API (§4)
+GUEST_LOGIN = 21000
+GUEST_HISTORY = 22100
+GUEST_MARK_READ = 22200
+GUEST_SEND = 22300
+GUEST_TYPING = 22600
+
+# Pushes (§6)
+PUSH_GUEST_MESSAGE = 32399
+PUSH_OWN_MESSAGE = 32398
+PUSH_GUEST_READ = 32299
+PUSH_ASSIGNED = 32401
+PUSH_TRANSFERRED = 32402
+PUSH_GUEST_ONLINE = 32098
+PUSH_GUEST_TYPING = 32699
+PUSH_AGENT_STATUS = 33099
+PUSH_AGENT_MESSAGE = 22399
+PUSH_AGENT_READ = 22299
+PUSH_GUEST_ASSIGNED = 22401
+PUSH_QUEUED = 22098
+PUSH_AGENT_TYPING = 22699
+PUSH_ENDED = 22701
+
+# Errors (§8)
+LOGIN_REQUIRED = -9999
+NOT_JSON_OBJECT = -10001
+UNKNOWN_API = -10002
+CALL_TYPE_MISMATCH = -10003
+BAD_PARAMETER = -10004
+RATE_LIMITED = -10029
+
+MAX_SEQ_LENGTH = 64
+MAX_CLIENT_MSG_ID_LENGTH = 64
+
+FILE_TYPES = range(0, 7)
+TEXT, IMAGE, VOICE, PRODUCT, ORDER, VIDEO, FILE = 0, 1, 2, 3, 4, 5, 6
+MEDIA_TYPES = (IMAGE, VOICE, VIDEO, FILE)
+CARD_TYPES = (PRODUCT, ORDER)
+
+
+class ApiError(Exception):
+    """Answer the current request with ``code`` (negative) and ``message``."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encode(frame: dict) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def response(api_key: int, data: dict | None = None, seq: Any = None,
+             code: int = 200, message: str = "") -> dict:
+    """A reply to one request (R4): success when ``code`` is 200, else an error."""
+    frame = {"api_key": api_key, "code": code, "status": "Success" if code == 200 else "Error",
+             "message": message, "data": data if data is not None and code == 200 else {}}
+    if seq is not None:
+        frame["seq"] = seq
+    return frame
+
+
+def push(api_key: int, code: int, data: dict) -> dict:
+    """A server-initiated event (R5); ``code`` is the event code of §6."""
+    return {"api_key": api_key, "code": code, "status": "Success", "message": "", "data": data}
+
+
+def session_ended(api_key: int, reason: str) -> dict:
+    """The -9999 push that precedes closing a session (R7)."""
+    return {"api_key": api_key, "code": LOGIN_REQUIRED, "status": "Error", "message": reason,
+            "data": {}}
+
+
+# -- parameters ------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def integer(params: dict, name: str, code: int = BAD_PARAMETER, *, default: Any = _MISSING,
+            low: int | None = None, high: int | None = None) -> int:
+    """Read an integer parameter (a JSON number or a string of digits).
+
+    Raises ``ApiError(code)`` when it is absent (and has no default), of
+    another type, or outside ``low..high``.
+    """
+    value = params.get(name)
+    if value is None:
+        if default is _MISSING:
+            raise ApiError(code, f"{name} missing")
+        return default
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if type(value) is not int:
+        raise ApiError(code, f"{name} must be an integer")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ApiError(code, f"{name} out of range")
+    return value
+
+
+def optional_integer(params: dict, name: str, low: int = 0) -> int | None:
+    return integer(params, name, default=None, low=low)
+
+
+def client_msg_id(params: dict) -> str | None:
+    value = params.get("client_msg_id")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_MSG_ID_LENGTH:
+        raise ApiError(BAD_PARAMETER,
+                       f"client_msg_id must be a string of 1 to {MAX_CLIENT_MSG_ID_LENGTH} chars")
+    return value
+
+
+def valid_seq(seq: Any) -> bool:
+    if isinstance(seq, bool):
+        return False
+    return isinstance(seq, int) or (isinstance(seq, str) and len(seq) <= MAX_SEQ_LENGTH)

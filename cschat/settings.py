@@ -1,0 +1,199 @@
+"""The one declared table of settings, and the INI loader that checks it.
+
+Every setting cschat knows is listed in :data:`DEFAULT_SETTINGS` with its
+default, how its text is parsed and what it means. :func:`load_settings`
+reads an INI file against that table and raises :class:`ConfigError` naming
+the first unknown section or key or bad value, so a typo fails at start-up
+instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from typing import Any, Callable
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the culprit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _integer(low: int, high: int = 2**31) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in configparser.ConfigParser.BOOLEAN_STATES:
+        return configparser.ConfigParser.BOOLEAN_STATES[lowered]
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return lowered
+
+    return parse
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise ValueError(f"an origin looks like https://shop.example, got {origin!r}")
+    return origins
+
+
+def _optional_seconds(text: str) -> int | None:
+    return None if not text.strip() else _integer(1)(text)
+
+
+DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
+    "server": {
+        "host": Setting("127.0.0.1", _text, "Address to listen on."),
+        "port": Setting("8700", _integer(0, 65535), "TCP port to listen on (0 picks a free one)."),
+        "allowed_origins": Setting(
+            "", _origins,
+            "Comma list of exact browser origins allowed to open /ws; empty allows an "
+            "origin whose host equals the Host header."),
+        "frame_ancestors": Setting(
+            "'self'", _text,
+            "CSP frame-ancestors sources allowed to embed the console and the widget."),
+    },
+    "database": {
+        "path": Setting("cschat.db", _text, "SQLite file (WAL mode)."),
+        "synchronous": Setting(
+            "full", _choice("full", "normal"),
+            "full survives power loss; normal survives a process crash only."),
+    },
+    "auth": {
+        "secret": Setting(
+            "", _text,
+            "HS256 secret for tokens; empty generates one and keeps it in the database."),
+        "token_ttl": Setting("86400", _integer(60), "Lifetime in seconds of tokens cschat mints."),
+        "refresh_window": Setting(
+            "", _optional_seconds,
+            "A login token with less than this many seconds left is refreshed; "
+            "empty means half of token_ttl."),
+        "allow_anonymous": Setting(
+            "true", _boolean, "Let POST /api/visitor mint tokens for anonymous visitors."),
+    },
+    "chat": {
+        "heartbeat_timeout": Setting(
+            "60", _integer(1), "Close a connection that sends no frame for this many seconds."),
+        "max_frame_bytes": Setting(
+            "65536", _integer(1024), "Largest WebSocket frame; a larger one closes with 1009."),
+        "rate_limit": Setting(
+            "20", _integer(1), "Frames per second per connection (burst twice that)."),
+        "agent_capacity": Setting(
+            "8", _integer(1), "Most open conversations routing gives one agent."),
+        "max_message_length": Setting(
+            "5000", _integer(1, 1_000_000), "Longest text message, in characters."),
+        "release_after": Setting(
+            "600", _integer(1),
+            "Seconds a guest may stay offline before its conversation is released."),
+        "agent_grace": Setting(
+            "60", _integer(1),
+            "Seconds an agent may stay disconnected before it counts as offline."),
+    },
+    "uploads": {
+        "dir": Setting("uploads", _text, "Folder for uploaded media."),
+    },
+}
+
+
+class Settings:
+    """Parsed settings: ``settings.chat["rate_limit"]`` is an ``int``, and so on.
+
+    Paths (``database.path``, ``uploads.dir``) are absolute, resolved against
+    the folder of the configuration file, or the working directory when
+    running on the embedded defaults.
+    """
+
+    def __init__(self, values: dict[str, dict[str, Any]], raw: dict[str, dict[str, str]],
+                 base_dir: str, source: str | None):
+        self._values = values
+        self._raw = raw
+        self._base_dir = base_dir
+        self.source = source
+
+    def __getattr__(self, section: str) -> dict[str, Any]:
+        try:
+            return self._values[section]
+        except KeyError:
+            raise AttributeError(section) from None
+
+    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> "Settings":
+        """Return new settings with some raw values replaced, checked like a file's."""
+        raw = {s: {k: str(v) for k, v in keys.items()} for s, keys in self._raw.items()}
+        for section, keys in overrides.items():
+            raw.setdefault(section, {}).update({k: str(v) for k, v in keys.items()})
+        return _build(raw, self._base_dir, self.source)
+
+
+def _build(raw: dict[str, dict[str, str]], base_dir: str, source: str | None) -> Settings:
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in raw.items():
+        if section not in DEFAULT_SETTINGS:
+            raise ConfigError(
+                f"unknown section [{section}]; known: {', '.join(DEFAULT_SETTINGS)}")
+        for key in keys:
+            if key not in DEFAULT_SETTINGS[section]:
+                raise ConfigError(f"unknown setting [{section}] {key}")
+    for section, declared in DEFAULT_SETTINGS.items():
+        values[section] = {}
+        for key, setting in declared.items():
+            text = raw.get(section, {}).get(key, setting.default)
+            try:
+                values[section][key] = setting.parse(text)
+            except ValueError as error:
+                raise ConfigError(f"[{section}] {key}: {error}") from None
+    if values["auth"]["refresh_window"] is None:
+        values["auth"]["refresh_window"] = values["auth"]["token_ttl"] // 2
+    for section, key in (("database", "path"), ("uploads", "dir")):
+        values[section][key] = os.path.abspath(os.path.join(base_dir, values[section][key]))
+    return Settings(values, raw, base_dir, source)
+
+
+def load_settings(path: str | None = None) -> Settings:
+    """Read and check the INI file at ``path``, or the embedded defaults if ``None``.
+
+    Raises :class:`ConfigError` for a missing or unreadable file, a syntax
+    error, an unknown section or key, or a value its setting does not accept.
+    """
+    if path is None:
+        return _build({}, os.getcwd(), None)
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except configparser.Error as error:
+        raise ConfigError(f"{path}: {error.message}") from None
+    raw = {section: dict(parser.items(section)) for section in parser.sections()}
+    return _build(raw, os.path.dirname(os.path.abspath(path)), path)

@@ -1,0 +1,551 @@
+"""The storage seam: every SQL statement of cschat lives in this module.
+
+SQLite in WAL mode, through two aiosqlite connections, each with its own
+thread:
+
+* the **writer** takes whole units of work (plain functions of a
+  ``sqlite3.Connection``), groups all that are waiting into one transaction
+  with a savepoint per unit, commits once, and only then answers each caller.
+  Many concurrent sends therefore cost one commit (and one fsync), and a
+  caller that got its answer knows its unit is durable (PROTOCOL R20).
+* the **reader** runs queries on its own connection, so reads never wait
+  behind a commit (WAL lets them see the last committed state).
+
+A unit runs on the connection's thread in one aiosqlite call: it may run any
+number of statements for the cost of one hop between threads (~100 µs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import time
+from typing import Any, Callable, Iterable
+
+import aiosqlite
+
+log = logging.getLogger("cschat.store")
+
+_MAX_UNITS_PER_COMMIT = 2000
+_BUSY_TIMEOUT_MS = 5000
+
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        """CREATE TABLE groups (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at INTEGER NOT NULL)""",
+        """CREATE TABLE agents (
+            id INTEGER PRIMARY KEY,
+            group_id INTEGER NOT NULL REFERENCES groups(id),
+            name TEXT NOT NULL,
+            avatar TEXT NOT NULL DEFAULT '',
+            username TEXT UNIQUE,
+            password_hash TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at INTEGER NOT NULL)""",
+        # A guest has exactly one conversation (with its group), so the
+        # conversation's state lives on the guest's row.
+        """CREATE TABLE guests (
+            gid INTEGER PRIMARY KEY,
+            group_id INTEGER NOT NULL REFERENCES groups(id),
+            uid TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            avatar TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            assigned_aix INTEGER,
+            last_aix INTEGER,
+            queued_at INTEGER,
+            last_message_id INTEGER,
+            message_count INTEGER NOT NULL DEFAULT 0,
+            agent_read_id INTEGER NOT NULL DEFAULT 0,
+            guest_read_id INTEGER NOT NULL DEFAULT 0,
+            unread_by_agent INTEGER NOT NULL DEFAULT 0,
+            unread_by_guest INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (group_id, uid))""",
+        """CREATE INDEX guests_by_agent ON guests (assigned_aix, updated_at)
+            WHERE assigned_aix IS NOT NULL""",
+        """CREATE INDEX guests_queued ON guests (group_id, queued_at)
+            WHERE queued_at IS NOT NULL""",
+        # AUTOINCREMENT: ids are never reused, so after_id cursors stay valid.
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            gid INTEGER NOT NULL REFERENCES guests(gid),
+            sender TEXT NOT NULL CHECK (sender IN ('guest', 'agent', 'system')),
+            admin_id INTEGER,
+            file_type INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            client_msg_id TEXT,
+            created_at INTEGER NOT NULL)""",
+        """CREATE INDEX messages_by_conversation ON messages (gid, id)""",
+        """CREATE UNIQUE INDEX messages_guest_client_id ON messages (gid, client_msg_id)
+            WHERE sender = 'guest' AND client_msg_id IS NOT NULL""",
+        """CREATE UNIQUE INDEX messages_agent_client_id ON messages (admin_id, client_msg_id)
+            WHERE sender = 'agent' AND client_msg_id IS NOT NULL""",
+    ],
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_MESSAGE_COLUMNS = "m.id, m.gid, m.sender, m.admin_id, m.file_type, m.body, m.client_msg_id, " \
+                   "m.created_at"
+_GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.assigned_aix, " \
+                 "g.last_aix, g.queued_at, g.last_message_id, g.message_count, g.agent_read_id, " \
+                 "g.guest_read_id, g.unread_by_agent, g.unread_by_guest"
+_LAST_MESSAGE_COLUMNS = ", ".join(
+    f"lm.{c} AS lm_{c}" for c in
+    ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id", "created_at"))
+
+
+class StoreError(Exception):
+    """A write that the data does not allow (duplicate username, unknown id, ...)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _message(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix: str = "") -> dict:
+    """A message row as a dict, with ``read`` worked out from the read pointers."""
+    message = {key: row[prefix + key] for key in
+               ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
+                "created_at")}
+    pointer = agent_read_id if message["sender"] == "guest" else guest_read_id
+    message["read"] = message["id"] <= pointer
+    return message
+
+
+def _guest(row: sqlite3.Row) -> dict:
+    guest = {key: row[key] for key in row.keys() if not key.startswith("lm_")}
+    guest["last_message"] = (_message(row, row["agent_read_id"], row["guest_read_id"], "lm_")
+                             if "lm_id" in row.keys() and row["lm_id"] is not None else None)
+    return guest
+
+
+def _run_units(conn: sqlite3.Connection, units: list[Callable]) -> list[tuple[bool, Any]]:
+    """Run ``units`` in one transaction, each in a savepoint; commit once.
+
+    A unit that raises is rolled back alone and its exception is returned in
+    its place; if the commit itself fails, every unit fails with that error.
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for unit in units:
+            conn.execute("SAVEPOINT unit")
+            try:
+                outcomes.append((True, unit(conn)))
+            except Exception as error:  # noqa: BLE001 - handed back to its caller
+                conn.execute("ROLLBACK TO unit")
+                outcomes.append((False, error))
+            conn.execute("RELEASE unit")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _run_query(conn: sqlite3.Connection, query: Callable) -> Any:
+    return query(conn)
+
+
+class Store:
+    """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, path: str, synchronous: str = "full"):
+        self.path = path
+        self._synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pending: list[tuple[Callable, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task | None = None
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> "Store":
+        """Connect, switch to WAL, migrate the schema to :data:`SCHEMA_VERSION`."""
+        self._writer = await self._connect()
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await self._writer.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+        self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
+        await self.write(_migrate)
+        self._reader = await self._connect()
+        await self._reader.execute("PRAGMA query_only=1")
+        return self
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
+        """Commit what is pending, then close both connections."""
+        self._closing = True
+        self._wakeup.set()
+        if self._writer_task is not None:
+            await self._writer_task
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+
+    # -- the two paths ---------------------------------------------------------------
+
+    def write(self, unit: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+        """Queue ``unit`` for the next group commit.
+
+        Returns a future that resolves to the unit's result once the
+        transaction holding it has committed, or raises what the unit raised.
+        Units are run and committed in the order they were queued.
+        """
+        future = asyncio.get_running_loop().create_future()
+        if self._closing and self._writer_task is not None and self._writer_task.done():
+            future.set_exception(StoreError("the store is closed"))
+            return future
+        self._pending.append((unit, future))
+        self._wakeup.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[:_MAX_UNITS_PER_COMMIT]
+                del self._pending[:_MAX_UNITS_PER_COMMIT]
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[tuple[Callable, asyncio.Future]]) -> None:
+        try:
+            # aiosqlite has no public call that runs a function on its thread;
+            # _execute is that call, and it is what makes a batch one hop.
+            outcomes = await self._writer._execute(
+                _run_units, self._writer._conn, [unit for unit, _ in batch])
+        except Exception as error:
+            log.error("group commit of %d units failed: %s", len(batch), error)
+            outcomes = [(False, error)] * len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    async def read(self, query: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``query`` on the reader connection and return its result."""
+        return await self._reader._execute(_run_query, self._reader._conn, query)
+
+    # -- directory: groups and agents --------------------------------------------------
+
+    async def add_group(self, name: str) -> int:
+        def unit(conn):
+            cursor = conn.execute("INSERT INTO groups (name, created_at) VALUES (?, ?)",
+                                  (name, now_ms()))
+            _bump_directory(conn)
+            return cursor.lastrowid
+        return await self.write(unit)
+
+    async def set_group_enabled(self, group_id: int, enabled: bool) -> None:
+        """Raises :class:`StoreError` if the group does not exist."""
+        await self.write(_set_enabled("groups", group_id, enabled))
+
+    async def add_agent(self, group_id: int, name: str, avatar: str, username: str | None,
+                        password_hash: str | None) -> int:
+        """Raises :class:`StoreError` for an unknown group or a taken username."""
+        def unit(conn):
+            if conn.execute("SELECT 1 FROM groups WHERE id = ?", (group_id,)).fetchone() is None:
+                raise StoreError(f"no group {group_id}")
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO agents (group_id, name, avatar, username, password_hash, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (group_id, name, avatar, username, password_hash, now_ms()))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"username {username!r} is taken") from None
+            _bump_directory(conn)
+            return cursor.lastrowid
+        return await self.write(unit)
+
+    async def set_agent_enabled(self, admin_id: int, enabled: bool) -> None:
+        """Raises :class:`StoreError` if the agent does not exist."""
+        await self.write(_set_enabled("agents", admin_id, enabled))
+
+    async def set_agent_password(self, admin_id: int, password_hash: str) -> None:
+        """Raises :class:`StoreError` for an unknown agent or one without a username."""
+        def unit(conn):
+            row = conn.execute("SELECT username FROM agents WHERE id = ?", (admin_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no agent {admin_id}")
+            if row["username"] is None:
+                raise StoreError(f"agent {admin_id} has no username to sign in with")
+            conn.execute("UPDATE agents SET password_hash = ? WHERE id = ?",
+                         (password_hash, admin_id))
+        await self.write(unit)
+
+    async def list_groups(self) -> list[dict]:
+        return await self.read(lambda conn: [dict(row) for row in conn.execute(
+            "SELECT id, name, enabled FROM groups ORDER BY id")])
+
+    async def list_agents(self) -> list[dict]:
+        return await self.read(lambda conn: [dict(row) for row in conn.execute(
+            "SELECT id, group_id, name, avatar, username, enabled FROM agents ORDER BY id")])
+
+    async def group(self, group_id: int) -> dict | None:
+        return await self.read(lambda conn: _one(conn.execute(
+            "SELECT id, name, enabled FROM groups WHERE id = ?", (group_id,))))
+
+    async def agent(self, admin_id: int) -> dict | None:
+        """The agent with its group's ``group_enabled`` flag (None if the group is gone)."""
+        return await self.read(lambda conn: _one(conn.execute(
+            "SELECT a.id, a.group_id, a.name, a.avatar, a.enabled, g.enabled AS group_enabled "
+            "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.id = ?",
+            (admin_id,))))
+
+    async def agent_login(self, username: str) -> dict | None:
+        return await self.read(lambda conn: _one(conn.execute(
+            "SELECT a.id, a.password_hash, a.enabled, g.enabled AS group_enabled "
+            "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.username = ?",
+            (username,))))
+
+    async def agents_of_group(self, group_id: int) -> list[dict]:
+        return await self.read(lambda conn: [dict(row) for row in conn.execute(
+            "SELECT id, group_id, name, avatar FROM agents WHERE group_id = ? AND enabled = 1 "
+            "ORDER BY id", (group_id,))])
+
+    async def directory_version(self) -> int:
+        """A number that changes whenever a group or an agent is added, enabled or disabled."""
+        def query(conn):
+            row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
+            return int(row["value"]) if row else 0
+        return await self.read(query)
+
+    async def disabled(self) -> tuple[set[int], set[int]]:
+        """``(disabled group ids, disabled agent ids)``."""
+        def query(conn):
+            groups = {row[0] for row in conn.execute("SELECT id FROM groups WHERE enabled = 0")}
+            agents = {row[0] for row in conn.execute("SELECT id FROM agents WHERE enabled = 0")}
+            return groups, agents
+        return await self.read(query)
+
+    async def secret(self) -> str:
+        """The token secret kept in the database, created on first use."""
+        def unit(conn):
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                         (secrets.token_hex(32),))
+            return conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0]
+        return await self.write(unit)
+
+    # -- guests and conversations --------------------------------------------------------
+
+    async def guest_by_uid(self, group_id: int, uid: str) -> dict | None:
+        return await self.read(lambda conn: _one(conn.execute(
+            f"SELECT {_GUEST_COLUMNS} FROM guests g WHERE g.group_id = ? AND g.uid = ?",
+            (group_id, uid))))
+
+    async def upsert_guest(self, group_id: int, uid: str, name: str, avatar: str) -> dict:
+        """Create the guest ``(group_id, uid)`` or update its non-empty name and avatar."""
+        def unit(conn):
+            now = now_ms()
+            conn.execute(
+                "INSERT INTO guests (group_id, uid, name, avatar, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, uid) DO UPDATE SET "
+                "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
+                "avatar = CASE WHEN excluded.avatar != '' THEN excluded.avatar ELSE avatar END",
+                (group_id, uid, name, avatar, now, now))
+            return dict(conn.execute(
+                f"SELECT {_GUEST_COLUMNS} FROM guests g WHERE g.group_id = ? AND g.uid = ?",
+                (group_id, uid)).fetchone())
+        return await self.write(unit)
+
+    async def conversations(self, gids: Iterable[int] = (), assigned_to: int | None = None
+                            ) -> list[dict]:
+        """Guest rows with ``last_message``: the given gids, or those assigned to an agent.
+
+        Ordered by most recent activity first.
+        """
+        if assigned_to is not None:
+            where, params = "g.assigned_aix = ?", [assigned_to]
+        else:
+            params = list(gids)
+            where = f"g.gid IN ({','.join('?' * len(params))})"
+        return await self.read(lambda conn: _conversations(conn, where, params))
+
+    async def guest(self, gid: int) -> dict | None:
+        rows = await self.conversations([gid])
+        return rows[0] if rows else None
+
+    async def routing_state(self) -> list[dict]:
+        """Every conversation that is assigned or queued, for rebuilding routing at start."""
+        return await self.read(lambda conn: [dict(row) for row in conn.execute(
+            "SELECT gid, group_id, assigned_aix, last_aix, queued_at, unread_by_agent "
+            "FROM guests WHERE assigned_aix IS NOT NULL OR queued_at IS NOT NULL "
+            "ORDER BY queued_at, gid")])
+
+    def save_routing(self, changes: list[tuple[int, int | None, int | None, int | None]],
+                     recent: int = 20) -> asyncio.Future:
+        """Queue ``(gid, assigned_aix, last_aix, queued_at)`` rows for the next commit.
+
+        An assignment also counts as activity, so the conversation moves to
+        the top of its agent's list. The future resolves to a dict mapping
+        each assigned gid to ``(guest row with last_message, its last
+        `recent` messages oldest first)`` as committed, which is what the
+        assignment push carries; reading it in the same unit keeps that push
+        free of a later read that newer pushes could overtake.
+        """
+        def unit(conn):
+            now = now_ms()
+            snapshots = {}
+            for gid, assigned, last, queued_at in changes:
+                conn.execute(
+                    "UPDATE guests SET assigned_aix = ?, last_aix = ?, queued_at = ?, "
+                    "updated_at = CASE WHEN ? IS NOT NULL THEN ? ELSE updated_at END "
+                    "WHERE gid = ?", (assigned, last, queued_at, assigned, now, gid))
+                if assigned is not None:
+                    snapshots[gid] = (_conversations(conn, "g.gid = ?", [gid])[0],
+                                      _history(conn, gid, 1, recent, None, None)[0])
+            return snapshots
+        return self.write(unit)
+
+    # -- messages ----------------------------------------------------------------------
+
+    def add_message(self, gid: int, sender: str, admin_id: int | None, file_type: int,
+                    body: str, client_msg_id: str | None) -> asyncio.Future:
+        """Queue a message for the next commit (PROTOCOL R20, R21).
+
+        The future resolves to ``(message, created)``: the stored message as a
+        dict, and False when a message of the same sender with the same
+        ``client_msg_id`` already existed (that first message is returned).
+        """
+        def unit(conn):
+            if client_msg_id is not None:
+                owner = ("gid", gid) if sender == "guest" else ("admin_id", admin_id)
+                row = conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS}, g.agent_read_id, g.guest_read_id "
+                    "FROM messages m JOIN guests g ON g.gid = m.gid "
+                    f"WHERE m.sender = ? AND m.{owner[0]} = ? AND m.client_msg_id = ?",
+                    (sender, owner[1], client_msg_id)).fetchone()
+                if row is not None:
+                    return _message(row, row["agent_read_id"], row["guest_read_id"]), False
+            created_at = now_ms()
+            cursor = conn.execute(
+                "INSERT INTO messages (gid, sender, admin_id, file_type, body, client_msg_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (gid, sender, admin_id, file_type, body, client_msg_id, created_at))
+            unread_column = {"guest": "unread_by_agent", "agent": "unread_by_guest"}.get(sender)
+            conn.execute(
+                "UPDATE guests SET last_message_id = ?, updated_at = ?, "
+                "message_count = message_count + 1"
+                + (f", {unread_column} = {unread_column} + 1" if unread_column else "")
+                + " WHERE gid = ?", (cursor.lastrowid, created_at, gid))
+            return {"id": cursor.lastrowid, "gid": gid, "sender": sender, "admin_id": admin_id,
+                    "file_type": file_type, "body": body, "client_msg_id": client_msg_id,
+                    "created_at": created_at, "read": False}, True
+        return self.write(unit)
+
+    async def mark_read(self, gid: int, reader: str) -> int:
+        """Mark the other side's messages read by ``reader`` ('agent' or 'guest').
+
+        Returns the new read pointer: the id of the conversation's last message.
+        """
+        pointer, counter = (("agent_read_id", "unread_by_agent") if reader == "agent"
+                            else ("guest_read_id", "unread_by_guest"))
+
+        def unit(conn):
+            conn.execute(
+                f"UPDATE guests SET {pointer} = last_message_id, {counter} = 0 "
+                f"WHERE gid = ? AND last_message_id > {pointer}", (gid,))
+            return conn.execute(f"SELECT {pointer} FROM guests WHERE gid = ?",
+                                (gid,)).fetchone()[0]
+        return await self.write(unit)
+
+    async def history(self, gid: int, page_index: int, page_size: int,
+                      before_id: int | None, after_id: int | None) -> tuple[list[dict], int]:
+        """One page of a conversation, oldest first, and its total message count.
+
+        With ``after_id``: the first ``page_size`` messages after it. Otherwise
+        the newest messages (below ``before_id`` when given), page 1 newest.
+        """
+        return await self.read(
+            lambda conn: _history(conn, gid, page_index, page_size, before_id, after_id))
+
+    async def ping(self) -> bool:
+        return await self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+
+
+def _conversations(conn: sqlite3.Connection, where: str, params: list) -> list[dict]:
+    return [_guest(row) for row in conn.execute(
+        f"SELECT {_GUEST_COLUMNS}, {_LAST_MESSAGE_COLUMNS} FROM guests g "
+        f"LEFT JOIN messages lm ON lm.id = g.last_message_id WHERE {where} "
+        "ORDER BY g.updated_at DESC, g.gid DESC", params)]
+
+
+def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int,
+             before_id: int | None, after_id: int | None) -> tuple[list[dict], int]:
+    guest = conn.execute(
+        "SELECT message_count, agent_read_id, guest_read_id FROM guests WHERE gid = ?",
+        (gid,)).fetchone()
+    sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.gid = ?"
+    params: list[Any] = [gid]
+    if after_id is not None:
+        sql += " AND m.id > ?"
+        params.append(after_id)
+    if before_id is not None:
+        sql += " AND m.id < ?"
+        params.append(before_id)
+    if after_id is not None:
+        sql += " ORDER BY m.id LIMIT ?"
+        params.append(page_size)
+    else:
+        offset = 0 if before_id is not None else (page_index - 1) * page_size
+        sql += " ORDER BY m.id DESC LIMIT ? OFFSET ?"
+        params += [page_size, offset]
+    rows = conn.execute(sql, params).fetchall()
+    if after_id is None:
+        rows.reverse()
+    return ([_message(row, guest["agent_read_id"], guest["guest_read_id"]) for row in rows],
+            guest["message_count"])
+
+
+def _one(cursor: sqlite3.Cursor) -> dict | None:
+    row = cursor.fetchone()
+    return dict(row) if row is not None else None
+
+
+def _bump_directory(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('directory_version', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+
+def _set_enabled(table: str, row_id: int, enabled: bool) -> Callable:
+    def unit(conn):
+        cursor = conn.execute(f"UPDATE {table} SET enabled = ? WHERE id = ?",
+                              (int(enabled), row_id))
+        if cursor.rowcount == 0:
+            raise StoreError(f"no {table[:-1]} {row_id}")
+        _bump_directory(conn)
+    return unit
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"the database has schema {version}, newer than this cschat "
+                         f"({SCHEMA_VERSION}); upgrade cschat")
+    for number in range(version, SCHEMA_VERSION):
+        for statement in _MIGRATIONS[number]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number + 1}")
+        log.info("database migrated to schema %d", number + 1)
