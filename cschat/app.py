@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Awaitable
+from collections.abc import Awaitable
 
 import tornado.httpserver
 import tornado.netutil

@@ -9,7 +9,8 @@ processes would implement the same three calls over a message bus.
 
 from __future__ import annotations
 
-from typing import Hashable, Protocol
+from collections.abc import Hashable
+from typing import Protocol
 
 from cschat.protocol import encode
 

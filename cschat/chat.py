@@ -17,7 +17,8 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from typing import Any, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 from cschat import protocol as p
 from cschat.auth import TokenError, Tokens
@@ -101,7 +102,8 @@ class ChatService:
 
     # -- agent sessions ------------------------------------------------------------------
 
-    async def agent_login(self, ix: str, subscriber: Subscriber, params: dict) -> tuple[Session, dict]:
+    async def agent_login(self, ix: str, subscriber: Subscriber,
+                          params: dict) -> tuple[Session, dict]:
         """31000: verify the token, join the agent's channels, route queued guests (R14)."""
         try:
             claims = self.tokens.verify_agent(params.get("token"))
@@ -186,7 +188,7 @@ class ChatService:
         group_id = p.integer(params, "group_id", -32202)
         await self._conversation_in_group(gid, group_id, session.group_id)
         last_read_id = await self.store.mark_read(gid, "agent")
-        self.broker.publish(guest_channel(gid), p.push(p.GUEST_MARK_READ, p.PUSH_AGENT_READ,
+        self.broker.publish(guest_channel(gid), p.push(p.PUSH_AGENT_READ,
                                                        {"last_read_id": last_read_id}))
         return {"group_id": group_id, "gid": gid}
 
@@ -208,9 +210,9 @@ class ChatService:
         info = message_info(message, conversation.group_id)
         if created:
             self.broker.publish(guest_channel(conversation.gid),
-                                p.push(p.GUEST_SEND, p.PUSH_AGENT_MESSAGE, {"message_info": info}))
+                                p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}))
             self.broker.publish(agent_channel(session.admin_id),
-                                p.push(p.AGENT_SEND, p.PUSH_OWN_MESSAGE,
+                                p.push(p.PUSH_OWN_MESSAGE,
                                        {"gid": conversation.gid, "message_info": info}),
                                 exclude=session.subscriber)
         return {"gid": conversation.gid, "message_info": info}
@@ -234,13 +236,12 @@ class ChatService:
         snapshots = await self.store.save_routing([conversation.row()], RECENT_MESSAGES)
         await note
         guest_info, recs = self._assignment(conversation, snapshots[gid])
-        self.broker.publish(agent_channel(aix), p.push(
-            p.TRANSFER, p.PUSH_ASSIGNED,
+        self.broker.publish(agent_channel(aix), p.push(p.PUSH_ASSIGNED,
             {"guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
-        self.broker.publish(agent_channel(me.admin_id), p.push(
-            p.TRANSFER, p.PUSH_TRANSFERRED, {"gid": gid, "aix": aix}))
-        self.broker.publish(guest_channel(gid), p.push(
-            p.GUEST_LOGIN, p.PUSH_GUEST_ASSIGNED, {"agent": target.info()}))
+        self.broker.publish(agent_channel(me.admin_id),
+                            p.push(p.PUSH_TRANSFERRED, {"gid": gid, "aix": aix}))
+        self.broker.publish(guest_channel(gid),
+                            p.push(p.PUSH_GUEST_ASSIGNED, {"agent": target.info()}))
         self._spawn(self._drain_queue(session.group_id))
         return {"gid": gid, "aix": aix, "guest_info": guest_info, "recs": recs}
 
@@ -267,7 +268,7 @@ class ChatService:
         if conversation is None or conversation.assigned != session.admin_id:
             raise ApiError(p.BAD_PARAMETER, "the guest is not assigned to you")
         self.broker.publish(guest_channel(gid),
-                            p.push(p.GUEST_TYPING, p.PUSH_AGENT_TYPING, {}))
+                            p.push(p.PUSH_AGENT_TYPING, {}))
         return {}
 
     async def end_conversation(self, session: Session, params: dict) -> dict:
@@ -283,13 +284,14 @@ class ChatService:
         await saved
         await note
         self.broker.publish(guest_channel(gid),
-                            p.push(p.GUEST_LOGIN, p.PUSH_ENDED, {"aix": me.admin_id}))
+                            p.push(p.PUSH_ENDED, {"aix": me.admin_id}))
         self._spawn(self._drain_queue(session.group_id))
         return {"gid": gid}
 
     # -- guest sessions ----------------------------------------------------------------
 
-    async def guest_login(self, ix: str, subscriber: Subscriber, params: dict) -> tuple[Session, dict]:
+    async def guest_login(self, ix: str, subscriber: Subscriber,
+                          params: dict) -> tuple[Session, dict]:
         """21000: verify the token, create the guest on first sight (R13), route it (R24)."""
         try:
             claims = self.tokens.verify_guest(params.get("token"))
@@ -370,8 +372,7 @@ class ChatService:
         last_read_id = await self.store.mark_read(session.gid, "guest")
         agent = self.routing.assigned_agent(session.gid)
         if agent is not None:
-            self.broker.publish(agent_channel(agent.admin_id), p.push(
-                p.AGENT_MARK_READ, p.PUSH_GUEST_READ,
+            self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_READ,
                 {"gid": session.gid, "group_id": session.group_id, "last_read_id": last_read_id}))
         return {"last_read_id": last_read_id}
 
@@ -397,17 +398,15 @@ class ChatService:
         if created:
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:
-                self.broker.publish(agent_channel(agent.admin_id), p.push(
-                    p.GUEST_SEND, p.PUSH_GUEST_MESSAGE,
+                self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_MESSAGE,
                     {"gid": session.gid, "group_id": session.group_id, "message_info": info}))
             elif conversation.queued_at is not None and not conversation.queue_notified:
                 conversation.queue_notified = True
-                self.broker.publish(guest_channel(session.gid), p.push(
-                    p.GUEST_SEND, p.PUSH_QUEUED,
+                self.broker.publish(guest_channel(session.gid), p.push(p.PUSH_QUEUED,
                     {"queue_position": self.routing.queue_position(conversation)}))
             # The guest's other tabs see their own message as the agent's tabs do (32398).
             self.broker.publish(guest_channel(session.gid),
-                                p.push(p.GUEST_SEND, p.PUSH_AGENT_MESSAGE, {"message_info": info}),
+                                p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}),
                                 exclude=session.subscriber)
         return {"message_info": info}
 
@@ -416,7 +415,7 @@ class ChatService:
         agent = self.routing.assigned_agent(session.gid)
         if agent is not None:
             self.broker.publish(agent_channel(agent.admin_id),
-                                p.push(p.GUEST_TYPING, p.PUSH_GUEST_TYPING, {"gid": session.gid}))
+                                p.push(p.PUSH_GUEST_TYPING, {"gid": session.gid}))
         return {}
 
     # -- routing ---------------------------------------------------------------------------
@@ -458,11 +457,10 @@ class ChatService:
             if agent is None or conversation.gid not in snapshots:
                 continue
             guest_info, recs = self._assignment(conversation, snapshots[conversation.gid])
-            self.broker.publish(agent_channel(agent.admin_id), p.push(
-                p.TRANSFER, p.PUSH_ASSIGNED,
+            self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_ASSIGNED,
                 {"guest_info": guest_info, "recs": recs, "from_aix": None}))
-            self.broker.publish(guest_channel(conversation.gid), p.push(
-                p.GUEST_LOGIN, p.PUSH_GUEST_ASSIGNED, {"agent": agent.info()}))
+            self.broker.publish(guest_channel(conversation.gid),
+                                p.push(p.PUSH_GUEST_ASSIGNED, {"agent": agent.info()}))
 
     def _assignment(self, conversation: Conversation, snapshot: tuple) -> tuple[dict, list]:
         guest, recent = snapshot
@@ -478,8 +476,7 @@ class ChatService:
 
         async def publish():
             message, _ = await stored
-            self.broker.publish(guest_channel(conversation.gid), p.push(
-                p.GUEST_SEND, p.PUSH_AGENT_MESSAGE,
+            self.broker.publish(guest_channel(conversation.gid), p.push(p.PUSH_AGENT_MESSAGE,
                 {"message_info": message_info(message, conversation.group_id)}))
         return publish()
 
@@ -522,11 +519,10 @@ class ChatService:
 
     def _publish_status(self, agent: Agent) -> None:
         self.broker.publish(group_channel(agent.group_id),
-                            p.push(p.SUSPEND, p.PUSH_AGENT_STATUS, agent.info()))
+                            p.push(p.PUSH_AGENT_STATUS, agent.info()))
 
     def _publish_guest_presence(self, conversation: Conversation, online: bool) -> None:
-        self.broker.publish(agent_channel(conversation.assigned), p.push(
-            p.GUEST_LOGIN, p.PUSH_GUEST_ONLINE,
+        self.broker.publish(agent_channel(conversation.assigned), p.push(p.PUSH_GUEST_ONLINE,
             {"gid": conversation.gid, "group_id": conversation.group_id, "online": online}))
 
     def _remember_agent(self, row: dict, enabled: bool) -> Agent:

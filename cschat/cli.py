@@ -13,7 +13,8 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cschat import __version__
 from cschat.app import Server, make_tokens, open_store

@@ -12,7 +12,8 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Awaitable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 import tornado.websocket
@@ -68,7 +69,7 @@ class TokenBucket:
 class ChatSocket(tornado.websocket.WebSocketHandler):
     """``GET /ws``: one connection of an agent or a guest (PROTOCOL §1)."""
 
-    def initialize(self, server: "Server") -> None:
+    def initialize(self, server: Server) -> None:
         self.server = server
         self.chat = server.chat
 
@@ -234,7 +235,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     MAX_BODY = 16 * 1024
 
-    def initialize(self, server: "Server") -> None:
+    def initialize(self, server: Server) -> None:
         self.server = server
 
     def set_default_headers(self) -> None:

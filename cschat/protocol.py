@@ -88,9 +88,14 @@ def response(api_key: int, data: dict | None = None, seq: Any = None,
     return frame
 
 
-def push(api_key: int, code: int, data: dict) -> dict:
-    """A server-initiated event (R5); ``code`` is the event code of §6."""
-    return {"api_key": api_key, "code": code, "status": "Success", "message": "", "data": data}
+def push(code: int, data: dict) -> dict:
+    """A server-initiated event (R5); ``code`` is the event code of §6.
+
+    Its ``api_key`` is the code rounded down to the hundred: the family of
+    requests it belongs to (22399 → 22300).
+    """
+    return {"api_key": code // 100 * 100, "code": code, "status": "Success", "message": "",
+            "data": data}
 
 
 def session_ended(api_key: int, reason: str) -> dict:

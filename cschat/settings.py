@@ -12,7 +12,8 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -147,7 +148,7 @@ class Settings:
         except KeyError:
             raise AttributeError(section) from None
 
-    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> "Settings":
+    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> Settings:
         """Return new settings with some raw values replaced, checked like a file's."""
         raw = {s: {k: str(v) for k, v in keys.items()} for s, keys in self._raw.items()}
         for section, keys in overrides.items():

@@ -22,7 +22,8 @@ import logging
 import secrets
 import sqlite3
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import aiosqlite
 
@@ -170,7 +171,7 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def open(self) -> "Store":
+    async def open(self) -> Store:
         """Connect, switch to WAL, migrate the schema to :data:`SCHEMA_VERSION`."""
         self._writer = await self._connect()
         await self._writer.execute("PRAGMA journal_mode=WAL")
@@ -235,7 +236,7 @@ class Store:
         except Exception as error:
             log.error("group commit of %d units failed: %s", len(batch), error)
             outcomes = [(False, error)] * len(batch)
-        for (_, future), (ok, value) in zip(batch, outcomes):
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if ok:
