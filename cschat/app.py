@@ -51,6 +51,7 @@ class Server:
 
     async def start(self) -> None:
         """Open the database and start listening; raises OSError if the port is taken."""
+        os.makedirs(self.settings.uploads["dir"], exist_ok=True)
         self.store = await open_store(self.settings)
         self.tokens = await make_tokens(self.settings, self.store)
         self.broker = MemoryBroker()
@@ -77,7 +78,7 @@ class Server:
             ],
             websocket_max_message_size=chat["max_frame_bytes"],
             websocket_ping_interval=max(1, chat["heartbeat_timeout"] // 2),
-            websocket_ping_timeout=chat["heartbeat_timeout"],
+            websocket_ping_timeout=max(1, chat["heartbeat_timeout"] // 2),
         )
 
     async def _sweep_silent(self) -> None:

@@ -28,10 +28,12 @@ class CommandError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "INI configuration file (default: embedded defaults)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE",
-                        help="INI configuration file (default: embedded defaults)")
+    # SUPPRESS: a subcommand without --config keeps one given before the subcommand.
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
     parser = argparse.ArgumentParser(prog="cschat", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", metavar="FILE", help=config_help)
     parser.add_argument("--version", action="version", version=f"cschat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -92,8 +92,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self.server.sockets.discard(self)
-        self._leave()
         log.info("close ix=%s role=%s id=%s code=%s", self.ix, *self._who(), self.close_code)
+        self._leave()
 
     # -- Subscriber ------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _dispatch(self, frame: dict, api_key: Any, seq: Any) -> None:
         api_key = p.integer(frame, "api_key", p.UNKNOWN_API, default=0)
-        call_type = frame.get("call_type")
+        call_type = p.integer(frame, "call_type", p.CALL_TYPE_MISMATCH, default=None)
         if api_key == 0:
             self._reply(0, seq, {"time": int(time.time() * 1000)})
             return

@@ -29,8 +29,11 @@ class Client:
     request's ``seq`` (pushes) are kept for ``push``/``pushes``.
     """
 
+    open_clients: list[Client] = []
+
     def __init__(self, connection: tornado.websocket.WebSocketClientConnection, call_type: int):
         self.connection = connection
+        Client.open_clients.append(self)
         self.call_type = call_type
         self.frames: list[dict] = []
         self._seq = itertools.count(1)
@@ -190,6 +193,10 @@ def make_server(io_loop, tmp_path):
         return Harness(server)
 
     yield start
+    # A client that stopped reading would never answer the server's close frame.
+    for client in Client.open_clients:
+        client.close()
+    Client.open_clients.clear()
     for server in servers:
         io_loop.run_sync(server.stop, timeout=10)
 
