@@ -151,16 +151,25 @@ class ChatService:
         self._start_timer(("agent", agent.admin_id), grace, self._agent_gone, agent.admin_id)
 
     async def _agent_gone(self, admin_id: int) -> None:
-        """R27: the grace period is over; re-route the agent's online guests, release the rest."""
+        """R27: the grace period is over; re-route the agent's online guests, release the rest.
+
+        An offline guest whose messages no agent has read is routed again too
+        rather than released: released, its question would wait unseen until
+        the guest came back.
+        """
         agent = self.routing.agents.get(admin_id)
         if agent is None or agent.connections:
+            return
+        waiting = {row["gid"] for row in await self.store.conversations(agent.gids)
+                   if row["unread_by_agent"]}
+        if agent.connections:
             return
         agent.in_grace = False
         agent.suspended = False
         self._publish_status(agent)
         conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
         for conversation in conversations:
-            if self.routing.guest_online(conversation.gid):
+            if self.routing.guest_online(conversation.gid) or conversation.gid in waiting:
                 self._route(conversation)
             else:
                 self.routing.release(conversation)
@@ -457,6 +466,11 @@ class ChatService:
             if agent is None or conversation.gid not in snapshots:
                 continue
             guest_info, recs = self._assignment(conversation, snapshots[conversation.gid])
+            if not self.routing.guest_online(conversation.gid):
+                # A waiting conversation handed out while its guest is away is
+                # released like any other once the guest has been away long enough.
+                self._start_timer(("guest", conversation.gid), self.settings["release_after"],
+                                  self._release_offline_guest, conversation.gid)
             self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_ASSIGNED,
                 {"guest_info": guest_info, "recs": recs, "from_aix": None}))
             self.broker.publish(guest_channel(conversation.gid),

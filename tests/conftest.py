@@ -40,7 +40,7 @@ class Client:
         self.login_data: dict | None = None
 
     @classmethod
-    async def connect(cls, port: int, call_type: int, headers: dict | None = None) -> "Client":
+    async def connect(cls, port: int, call_type: int, headers: dict | None = None) -> Client:
         request = tornado.httpclient.HTTPRequest(f"ws://127.0.0.1:{port}/ws",
                                                  headers=headers or {})
         return cls(await tornado.websocket.websocket_connect(request), call_type)
@@ -100,7 +100,7 @@ class Client:
                 if frame is None:
                     return
                 self.frames.append(frame)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         assert not [f for f in self.frames if f.get("code") == code and "seq" not in f]
 

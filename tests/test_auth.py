@@ -10,9 +10,9 @@ import time
 
 import jwt
 import pytest
+from conftest import Client
 
 from cschat.auth import hash_password
-from conftest import Client
 
 SECRET = "test-secret-for-auth-tests-" + "0123456789abcdef" * 3
 OTHER_SECRET = "another-secret-that-is-not-the-configured-one"
@@ -55,12 +55,6 @@ async def login(h, api_key: int, **params) -> dict:
     reply = await client.call(api_key, **params)
     client.close()
     return reply
-
-
-def close_all(*clients: Client) -> None:
-    """Close clients that may hold unread pushes, so the server stops promptly."""
-    for client in clients:
-        client.close()
 
 
 def assert_login_error(reply: dict, code: int) -> None:
@@ -181,7 +175,6 @@ async def test_shop_minted_tokens_log_in(make_server):
     assert guest.login_data["group_id"] == group
     assert h.db("SELECT uid, name, avatar FROM guests") == [
         ("shop-user-7", "Ann", "https://shop.example/a.png")]
-    close_all(agent, guest)
 
 
 @pytest.mark.gen_test
@@ -208,7 +201,6 @@ async def test_generated_secret_is_kept_in_database(cschat_server):
     assert agent.login_data["admin_list"][0]["aix"] == aid
     guest = await h.guest_client("x", group, token=sign(guest_claims("u-db", group), stored))
     assert guest.login_data["gid"] > 0
-    close_all(agent, guest)
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -343,7 +335,6 @@ async def test_refresh_window_setting(make_server):
     assert second.login_data["is_refresh"] == 1 and second.login_data["refresh_token"]
     guest = await h.guest_client("g", group, token=sign(guest_claims("g", group, ttl=50)))
     assert guest.login_data["is_refresh"] == 1 and guest.login_data["refresh_token"]
-    close_all(first, second, guest)
 
 
 # -- R13: guest identity ---------------------------------------------------------------------
@@ -449,7 +440,6 @@ async def test_guest_login_data(cschat_server):
     back = await h.guest_client("u1", group)
     assert back.login_data["gid"] == guest.login_data["gid"]
     assert back.login_data["unread"] == 2
-    close_all(agent, back)
 
 
 # -- POST /api/login -------------------------------------------------------------------------

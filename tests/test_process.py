@@ -90,7 +90,7 @@ class ServerProcess:
         self.log_path = folder / "server.log"
         self.url = f"http://127.0.0.1:{port}"
 
-    async def start(self) -> "ServerProcess":
+    async def start(self) -> ServerProcess:
         args = [cschat_script(), "run"] + (["--config", self.config] if self.config else [])
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, cwd=self.cwd, stdin=subprocess.DEVNULL,
@@ -151,12 +151,12 @@ class Ws:
         self.login_data: dict = {}
 
     @classmethod
-    async def open(cls, port: int, call_type: int) -> "Ws":
+    async def open(cls, port: int, call_type: int) -> Ws:
         return cls(await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws"),
                    call_type)
 
     @classmethod
-    async def login(cls, port: int, call_type: int, token: str) -> "Ws":
+    async def login(cls, port: int, call_type: int, token: str) -> Ws:
         ws = await cls.open(port, call_type)
         frame = await ws.call(31000 if call_type == 3 else 21000, token=token)
         assert frame["code"] == 200, frame

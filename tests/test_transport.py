@@ -9,7 +9,6 @@ import time
 
 import pytest
 import tornado.httpclient
-
 from conftest import Client
 
 RESPONSE_KEYS = {"api_key", "code", "status", "message", "data"}

@@ -1,0 +1,711 @@
+"""Routing, queueing, presence of agents, transfer, suspend, online list and end of chat.
+
+PROTOCOL R14, R24, R27 and the agent APIs 32400, 32500, 33000, 32700 with their pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+AGENT_INFO_KEYS = {"aix", "admin_id", "name", "avatar", "group_id", "status", "load"}
+MESSAGE_INFO_KEYS = {"id", "gid", "group_id", "sender", "admin_id", "file_type", "msg",
+                     "client_msg_id", "created_at", "read"}
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def gid_of(guest) -> int:
+    return guest.login_data["gid"]
+
+
+async def matching(client, code, pred=lambda data: True, timeout: float = 5.0) -> dict:
+    """The first not yet taken push with ``code`` whose data satisfies ``pred``."""
+    for index, frame in enumerate(client.frames):
+        if frame.get("code") == code and "seq" not in frame and pred(frame["data"]):
+            return client.frames.pop(index)
+    deadline = now() + timeout
+    while True:
+        remaining = deadline - now()
+        assert remaining > 0, f"no push {code} matching the condition"
+        try:
+            frame = await client.read(remaining)
+        except TimeoutError:
+            raise AssertionError(f"no push {code} matching the condition") from None
+        assert frame is not None, f"connection closed while waiting for push {code}"
+        if frame.get("code") == code and "seq" not in frame and pred(frame["data"]):
+            return frame
+        client.frames.append(frame)
+
+
+async def settle(client, seconds: float) -> list[dict]:
+    """Read every frame arriving within ``seconds``; return all pushes kept so far."""
+    end = now() + seconds
+    while True:
+        remaining = end - now()
+        if remaining <= 0:
+            break
+        try:
+            frame = await client.read(remaining)
+        except TimeoutError:
+            break
+        if frame is None:
+            break
+        client.frames.append(frame)
+    return [f for f in client.frames if "seq" not in f]
+
+
+def pushes(client, code) -> list[dict]:
+    return [f for f in client.frames if f.get("code") == code and "seq" not in f]
+
+
+async def online_list(client) -> dict[int, dict]:
+    data = await client.ok(33000)
+    return {a["aix"]: a for a in data["admin_list"]}
+
+
+async def guest_list_gids(client) -> list[int]:
+    data = await client.ok(32000)
+    return [g["gid"] for g in data["guest_list"]]
+
+
+def assigned_aix(h, gid):
+    return h.db("SELECT assigned_aix FROM guests WHERE gid = ?", (gid,))[0][0]
+
+
+async def error_code(client, api_key, **params) -> int:
+    frame = await client.call(api_key, **params)
+    assert frame["status"] == "Error" and frame["data"] == {}, frame
+    return frame["code"]
+
+
+# -- R24 assignment ------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_guest_login_assigns_agent_with_pushes(cschat_server):
+    # PROTOCOL R24: assignment on login pushes 32401 (from_aix null) and 22401
+    h = cschat_server
+    group = await h.group()
+    aid = await h.agent(group, "Alice")
+    agent = await h.agent_client(aid)
+    guest = await h.guest_client("u1", group, "Ann")
+    gid = gid_of(guest)
+
+    login_agent = guest.login_data["agent"]
+    assert set(login_agent) >= AGENT_INFO_KEYS
+    assert login_agent["aix"] == aid and login_agent["admin_id"] == aid
+    assert login_agent["group_id"] == group and login_agent["name"] == "Alice"
+    assert login_agent["status"] == "online" and login_agent["load"] == 1
+
+    pushed = (await agent.push(32401))["data"]
+    assert pushed["from_aix"] is None
+    assert pushed["recs"] == []
+    info = pushed["guest_info"]
+    assert info["gid"] == gid and info["group_id"] == group and info["name"] == "Ann"
+    assert info["online"] is True and info["aix"] == aid
+
+    to_guest = (await guest.push(22401))["data"]
+    assert to_guest["agent"]["aix"] == aid and to_guest["agent"]["status"] == "online"
+
+    assert assigned_aix(h, gid) == aid
+    assert await guest_list_gids(agent) == [gid]
+
+
+@pytest.mark.gen_test
+async def test_new_guests_go_to_least_loaded_agent(cschat_server):
+    # PROTOCOL R24: least loaded online agent; successive guests alternate
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca, cb = await h.agent_client(a), await h.agent_client(b)
+    chosen = []
+    for n in range(4):
+        guest = await h.guest_client(f"u{n}", group)
+        chosen.append(guest.login_data["agent"]["aix"])
+    assert chosen[0] != chosen[1] and chosen[2] != chosen[3]
+    assert sorted(chosen) == [a, a, b, b]
+    listed = await online_list(ca)
+    assert listed[a]["load"] == 2 and listed[b]["load"] == 2
+    assert len(await guest_list_gids(ca)) == 2 and len(await guest_list_gids(cb)) == 2
+
+
+@pytest.mark.gen_test
+async def test_later_agent_with_fewer_chats_gets_next_guest(cschat_server):
+    # PROTOCOL R24: fewest open conversations wins, whoever logged in first
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    await h.agent_client(a)
+    for n in range(2):
+        guest = await h.guest_client(f"u{n}", group)
+        assert guest.login_data["agent"]["aix"] == a
+    cb = await h.agent_client(b)
+    guest = await h.guest_client("u9", group)
+    assert guest.login_data["agent"]["aix"] == b
+    assert (await cb.push(32401))["data"]["guest_info"]["gid"] == gid_of(guest)
+
+
+@pytest.mark.gen_test
+async def test_tie_goes_to_longest_idle_agent(cschat_server):
+    # PROTOCOL R24: equal load, ties broken by longest idle
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    clients = {a: await h.agent_client(a), b: await h.agent_client(b)}
+    first = await h.guest_client("u1", group)
+    busy = first.login_data["agent"]["aix"]
+    await clients[busy].ok(32700, gid=gid_of(first))
+    listed = await online_list(clients[a])
+    assert listed[a]["load"] == 0 and listed[b]["load"] == 0
+    # The other agent has had nothing since it logged in: it has been idle longest.
+    second = await h.guest_client("u2", group)
+    idle = b if busy == a else a
+    assert second.login_data["agent"]["aix"] == idle
+
+
+# -- R24 capacity and queue ---------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_full_agent_queues_guests_until_capacity_frees(make_server):
+    # PROTOCOL R24 agent_capacity, queue oldest first; 22300 22098 once per queued period
+    h = await make_server(chat={"agent_capacity": 1})
+    group = await h.group()
+    aid = await h.agent(group, "A")
+    agent = await h.agent_client(aid)
+    g1 = await h.guest_client("u1", group)
+    assert g1.login_data["agent"]["aix"] == aid
+    await agent.push(32401)
+
+    g2 = await h.guest_client("u2", group)
+    assert g2.login_data["agent"] is None
+    sent = await g2.call(22300, msg="anyone there?")
+    assert sent["code"] == 200
+    m1 = sent["data"]["message_info"]
+    assert m1["msg"] == "anyone there?" and m1["sender"] == "guest"
+    assert (await g2.push(22098))["data"] == {"queue_position": 1}
+    m2 = (await g2.ok(22300, msg="hello?"))["message_info"]
+    await g2.no_push(22098)
+    stored = h.db("SELECT id FROM messages WHERE gid = ? ORDER BY id", (gid_of(g2),))
+    assert [row[0] for row in stored] == [m1["id"], m2["id"]]
+    history = (await g2.ok(22100))["list"]
+    assert [m["msg"] for m in history] == ["anyone there?", "hello?"]
+    assert assigned_aix(h, gid_of(g2)) is None
+    await agent.no_push(32399, within=0.1)
+    await agent.no_push(32401, within=0.1)
+
+    g3 = await h.guest_client("u3", group)
+    assert g3.login_data["agent"] is None
+    await g3.ok(22300, msg="me too")
+    assert (await g3.push(22098))["data"] == {"queue_position": 2}
+
+    await agent.ok(32700, gid=gid_of(g1))
+    assigned = (await agent.push(32401))["data"]
+    assert assigned["from_aix"] is None
+    assert assigned["guest_info"]["gid"] == gid_of(g2)
+    assert [m["id"] for m in assigned["recs"]][-2:] == [m1["id"], m2["id"]]
+    assert (await g2.push(22401))["data"]["agent"]["aix"] == aid
+    await g3.no_push(22401)
+    assert assigned_aix(h, gid_of(g2)) == aid
+    assert assigned_aix(h, gid_of(g3)) is None
+    # Now assigned: the agent gets g2's messages.
+    await g2.ok(22300, msg="thanks")
+    assert (await agent.push(32399))["data"]["gid"] == gid_of(g2)
+
+
+@pytest.mark.gen_test
+async def test_queue_drains_when_agent_logs_in(cschat_server):
+    # PROTOCOL R24 queue, R14 logging in assigns queued guests of the group
+    h = cschat_server
+    group = await h.group()
+    aid = await h.agent(group, "A")
+    g1 = await h.guest_client("u1", group)
+    g2 = await h.guest_client("u2", group)
+    assert g1.login_data["agent"] is None and g2.login_data["agent"] is None
+    m1 = (await g1.ok(22300, msg="first"))["message_info"]
+    assert (await g1.push(22098))["data"] == {"queue_position": 1}
+    await g2.ok(22300, msg="second")
+    assert (await g2.push(22098))["data"] == {"queue_position": 2}
+
+    agent = await h.agent_client(aid)
+    first = (await agent.push(32401))["data"]
+    second = (await agent.push(32401))["data"]
+    assert first["guest_info"]["gid"] == gid_of(g1)
+    assert second["guest_info"]["gid"] == gid_of(g2)
+    assert first["from_aix"] is None
+    assert m1["id"] in [m["id"] for m in first["recs"]]
+    assert (await g1.push(22401))["data"]["agent"]["aix"] == aid
+    assert (await g2.push(22401))["data"]["agent"]["aix"] == aid
+    assert sorted(await guest_list_gids(agent)) == sorted([gid_of(g1), gid_of(g2)])
+    assert assigned_aix(h, gid_of(g1)) == aid
+
+
+@pytest.mark.gen_test
+async def test_queue_drains_when_agent_resumes(cschat_server):
+    # PROTOCOL R24: suspended agents get no new guests; the queue drains on resume (32500 0)
+    h = cschat_server
+    group = await h.group()
+    aid = await h.agent(group, "A")
+    agent = await h.agent_client(aid)
+    assert await agent.ok(32500, status=1) == {"status": 1}
+    guest = await h.guest_client("u1", group)
+    assert guest.login_data["agent"] is None
+    await guest.ok(22300, msg="hi")
+    assert (await guest.push(22098))["data"] == {"queue_position": 1}
+    await agent.no_push(32401)
+
+    await agent.ok(32500, status=0)
+    assigned = (await agent.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == gid_of(guest) and assigned["from_aix"] is None
+    assert (await guest.push(22401))["data"]["agent"]["aix"] == aid
+    assert assigned_aix(h, gid_of(guest)) == aid
+
+
+# -- R24 sticky ---------------------------------------------------------------------------
+
+
+async def _sticky_setup(h):
+    """A holds two guests, B none; A ends the first: A load 1, B load 0."""
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    g1 = await h.guest_client("u1", group)
+    g2 = await h.guest_client("u2", group)
+    assert g1.login_data["agent"]["aix"] == a and g2.login_data["agent"]["aix"] == a
+    cb = await h.agent_client(b)
+    await ca.ok(32700, gid=gid_of(g1))
+    assert (await g1.push(22701))["data"] == {"aix": a}
+    listed = await online_list(ca)
+    assert listed[a]["load"] == 1 and listed[b]["load"] == 0
+    return a, b, ca, cb, g1
+
+
+@pytest.mark.gen_test
+async def test_ended_guest_returns_to_its_last_agent(cschat_server):
+    # PROTOCOL R24 (1) sticky, 32700 "sticky to me if I am available"
+    h = cschat_server
+    a, b, ca, cb, g1 = await _sticky_setup(h)
+    g1.frames.clear()
+    ca.frames.clear()
+    await g1.ok(22300, msg="one more question")
+    assigned = (await ca.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == gid_of(g1)
+    assert (await ca.push(32399))["data"]["message_info"]["msg"] == "one more question"
+    assert (await g1.push(22401))["data"]["agent"]["aix"] == a
+    await cb.no_push(32401)
+    assert assigned_aix(h, gid_of(g1)) == a
+
+
+@pytest.mark.gen_test
+async def test_sticky_skips_suspended_last_agent(cschat_server):
+    # PROTOCOL R24: sticky only if the last agent is online and not suspended
+    h = cschat_server
+    a, b, ca, cb, g1 = await _sticky_setup(h)
+    await ca.ok(32500, status=1)
+    g1.frames.clear()
+    await g1.ok(22300, msg="one more question")
+    assigned = (await cb.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == gid_of(g1) and assigned["from_aix"] is None
+    assert (await g1.push(22401))["data"]["agent"]["aix"] == b
+    assert (await cb.push(32399))["data"]["gid"] == gid_of(g1)
+    assert assigned_aix(h, gid_of(g1)) == b
+
+
+@pytest.mark.gen_test
+async def test_suspended_agent_gets_no_new_guests_and_load_counts(cschat_server):
+    # PROTOCOL R24 suspended agents, load; 33000 / 31000 admin_list agent_info load
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca, cb = await h.agent_client(a), await h.agent_client(b)
+    await cb.ok(32500, status=1)
+    gids = []
+    for n in range(3):
+        guest = await h.guest_client(f"u{n}", group)
+        assert guest.login_data["agent"]["aix"] == a
+        gids.append(gid_of(guest))
+    listed = await online_list(cb)
+    assert listed[a]["load"] == 3 and listed[a]["status"] == "online"
+    assert listed[b]["load"] == 0 and listed[b]["status"] == "suspended"
+    again = await h.agent_client(a)
+    by_aix = {x["aix"]: x for x in again.login_data["admin_list"]}
+    assert by_aix[a]["load"] == 3 and by_aix[b]["load"] == 0
+    assert sorted(g["gid"] for g in again.login_data["guest_list"]) == sorted(gids)
+    await ca.ok(32700, gid=gids[0])
+    assert (await online_list(cb))[a]["load"] == 2
+    assert sorted(row[0] for row in h.db(
+        "SELECT gid FROM guests WHERE assigned_aix = ?", (a,))) == sorted(gids[1:])
+
+
+# -- R24 release_after and 32098 ----------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_offline_guest_released_after_release_after(make_server):
+    # PROTOCOL R24 release_after; 32098 presence push to the assigned agent
+    h = await make_server(chat={"release_after": 1})
+    group = await h.group()
+    aid = await h.agent(group, "A")
+    agent = await h.agent_client(aid)
+    guest = await h.guest_client("u1", group)
+    gid = gid_of(guest)
+    await agent.push(32401)
+
+    guest.close()
+    presence = (await agent.push(32098))["data"]
+    assert presence == {"gid": gid, "group_id": group, "online": False}
+    await asyncio.sleep(0.3)
+    guest = await h.guest_client("u1", group)
+    assert guest.login_data["agent"]["aix"] == aid
+    presence = (await agent.push(32098))["data"]
+    assert presence == {"gid": gid, "group_id": group, "online": True}
+    await agent.no_push(32401)
+
+    guest.close()
+    assert (await agent.push(32098))["data"]["online"] is False
+    await asyncio.sleep(1.6)
+    assert gid not in await guest_list_gids(agent)
+    assert (await online_list(agent))[aid]["load"] == 0
+    assert assigned_aix(h, gid) is None
+
+    guest = await h.guest_client("u1", group)
+    assert guest.login_data["agent"]["aix"] == aid
+    assigned = (await agent.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == gid and assigned["from_aix"] is None
+    assert (await guest.push(22401))["data"]["agent"]["aix"] == aid
+
+
+# -- R27 agent grace ----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_agent_back_within_grace_loses_nothing(make_server):
+    # PROTOCOL R27: a page reload within agent_grace loses nothing
+    h = await make_server(chat={"agent_grace": 1})
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    g1 = await h.guest_client("u1", group)
+    g2 = await h.guest_client("u2", group)
+    cb = await h.agent_client(b)
+    await g1.push(22401)
+    before = await guest_list_gids(ca)
+    assert sorted(before) == sorted([gid_of(g1), gid_of(g2)])
+
+    ca.close()
+    await asyncio.sleep(0.4)
+    ca = await h.agent_client(a)
+    assert [g["gid"] for g in ca.login_data["guest_list"]] == before
+    frames = await settle(cb, 1.5)
+    assert not [f for f in frames if f.get("code") == 33099 and f["data"]["aix"] == a
+                and f["data"]["status"] == "offline"]
+    assert not [f for f in frames if f.get("code") == 32401]
+    assert await guest_list_gids(ca) == before
+    assert assigned_aix(h, gid_of(g1)) == a and assigned_aix(h, gid_of(g2)) == a
+    assert (await online_list(cb))[a]["status"] == "online"
+    await g1.no_push(22401, within=0.1)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_agent_gone_after_grace_reroutes_and_releases(make_server):
+    # PROTOCOL R27: offline after agent_grace; online guests routed again, others released
+    h = await make_server(chat={"agent_grace": 1})
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    online_guest = await h.guest_client("u1", group)
+    offline_guest = await h.guest_client("u2", group)
+    assert online_guest.login_data["agent"]["aix"] == a
+    assert offline_guest.login_data["agent"]["aix"] == a
+    offline_guest.close()
+    await ca.push(32098)
+    cb = await h.agent_client(b)
+    assert (await online_guest.push(22401))["data"]["agent"]["aix"] == a
+
+    ca.close()
+    status = (await matching(cb, 33099, lambda d: d["aix"] == a, timeout=4))["data"]
+    assert status["status"] == "offline"
+    assigned = (await cb.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == gid_of(online_guest)
+    assert assigned["from_aix"] is None
+    assert (await online_guest.push(22401))["data"]["agent"]["aix"] == b
+    assert assigned_aix(h, gid_of(online_guest)) == b
+    assert assigned_aix(h, gid_of(offline_guest)) is None
+    assert await guest_list_gids(cb) == [gid_of(online_guest)]
+    await cb.no_push(32401)
+    listed = await online_list(cb)
+    assert a not in listed and listed[b]["load"] == 1
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_agent_gone_reroutes_offline_guest_with_unread_messages(make_server):
+    # PROTOCOL R27 + R23: an offline guest whose question nobody read is routed again,
+    # not released, so the next agent sees it
+    h = await make_server(chat={"agent_grace": 1})
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="is anyone there?")
+    guest.close()
+    await ca.push(32098)
+    cb = await h.agent_client(b)
+    ca.close()
+    assigned = (await cb.push(32401, timeout=4))["data"]
+    assert assigned["guest_info"]["gid"] == gid_of(guest)
+    assert assigned["guest_info"]["unread"] == 1
+    assert [m["msg"] for m in assigned["recs"]] == ["is anyone there?"]
+    assert assigned_aix(h, gid_of(guest)) == b
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_queued_offline_guest_handed_out_is_released_later(make_server):
+    # PROTOCOL R24: a waiting conversation with an unread question stays queued while its
+    # guest is away; once handed to an agent it is released after release_after like others
+    h = await make_server(chat={"release_after": 1})
+    group = await h.group()
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="hello?")
+    await guest.push(22098)
+    guest.close()
+    await asyncio.sleep(1.5)
+    queued = h.db("SELECT queued_at FROM guests WHERE gid = ?", (gid_of(guest),))[0][0]
+    assert queued is not None
+    agent = await h.agent_client(await h.agent(group, "A"))
+    assert (await agent.push(32401))["data"]["guest_info"]["gid"] == gid_of(guest)
+    assert assigned_aix(h, gid_of(guest)) is not None
+    await asyncio.sleep(1.5)
+    assert assigned_aix(h, gid_of(guest)) is None
+    assert await guest_list_gids(agent) == []
+
+
+# -- 32400 transfer -----------------------------------------------------------------------
+
+
+async def _transfer_setup(h):
+    """A (two connections) holds one guest; B is online in the same group."""
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    guest = await h.guest_client("u1", group, "Ann")
+    assert guest.login_data["agent"]["aix"] == a
+    ca2 = await h.agent_client(a)
+    cb = await h.agent_client(b)
+    return group, a, b, ca, ca2, cb, guest
+
+
+@pytest.mark.gen_test
+async def test_transfer_moves_guest_to_other_agent(cschat_server):
+    # PROTOCOL 32400 transfer, pushes 32401 (from_aix), 32402, 22401, system message
+    h = cschat_server
+    group, a, b, ca, ca2, cb, guest = await _transfer_setup(h)
+    gid = gid_of(guest)
+    asked = (await guest.ok(22300, msg="question"))["message_info"]
+    answered = (await ca.ok(32300, gid=gid, msg="answer"))["message_info"]
+    guest.frames.clear()
+
+    data = await ca.ok(32400, gid=gid, aix=b)
+    assert data["gid"] == gid and data["aix"] == b
+    assert data["guest_info"]["gid"] == gid and data["guest_info"]["aix"] == b
+    assert len(data["recs"]) <= 20
+    rec_ids = [m["id"] for m in data["recs"]]
+    assert asked["id"] in rec_ids and answered["id"] in rec_ids
+    assert all(set(m) >= MESSAGE_INFO_KEYS for m in data["recs"])
+
+    to_target = (await cb.push(32401))["data"]
+    assert to_target["from_aix"] == a
+    assert to_target["guest_info"]["gid"] == gid and to_target["guest_info"]["aix"] == b
+    assert asked["id"] in [m["id"] for m in to_target["recs"]]
+    for connection in (ca, ca2):
+        assert (await connection.push(32402))["data"] == {"gid": gid, "aix": b}
+    assert (await guest.push(22401))["data"]["agent"]["aix"] == b
+    await cb.no_push(32402, within=0.1)
+
+    history = (await guest.ok(22100, page_size=100))["list"]
+    system = [m for m in history if m["sender"] == "system"]
+    assert len(system) == 1 and system[0]["id"] > answered["id"]
+    assert assigned_aix(h, gid) == b
+
+    sent = await cb.ok(32300, gid=gid, msg="B here")
+    assert sent["gid"] == gid
+    assert await error_code(ca, 32300, gid=gid, msg="still me?") == -32304
+    assert await guest_list_gids(cb) == [gid]
+    assert gid not in await guest_list_gids(ca)
+    listed = await online_list(cb)
+    assert listed[a]["load"] == 0 and listed[b]["load"] == 1
+
+
+@pytest.mark.gen_test
+async def test_transfer_recs_hold_at_most_twenty(cschat_server):
+    # PROTOCOL 32400 recs: last 20 message_info
+    h = cschat_server
+    group, a, b, ca, ca2, cb, guest = await _transfer_setup(h)
+    ids = [(await guest.ok(22300, msg=f"m{n}"))["message_info"]["id"] for n in range(25)]
+    data = await ca.ok(32400, gid=gid_of(guest), aix=b)
+    rec_ids = {m["id"] for m in data["recs"]}
+    assert len(data["recs"]) == 20
+    assert ids[-1] in rec_ids
+    assert not rec_ids & set(ids[:5])
+    pushed = (await cb.push(32401))["data"]["recs"]
+    assert len(pushed) == 20 and ids[-1] in {m["id"] for m in pushed}
+
+
+@pytest.mark.gen_test
+async def test_transfer_errors(cschat_server):
+    # PROTOCOL 32400 -32403 -32404 -32405 -32406 -32407
+    h = cschat_server
+    group, a, b, ca, ca2, cb, guest = await _transfer_setup(h)
+    gid = gid_of(guest)
+    await guest.push(22401)
+    offline = await h.agent(group, "Off")
+    suspended = await h.agent(group, "Sus")
+    cs = await h.agent_client(suspended)
+    await cs.ok(32500, status=1)
+    other_group = await h.group("Other")
+    stranger = await h.agent(other_group, "Stranger")
+    await h.agent_client(stranger)
+    other_guest = await h.guest_client("u2", group)
+    assert other_guest.login_data["agent"]["aix"] == b
+
+    assert await error_code(ca, 32400, aix=b) == -32403
+    assert await error_code(ca, 32400, gid="abc", aix=b) == -32403
+    assert await error_code(ca, 32400, gid=gid) == -32404
+    for target in (offline, suspended, stranger, 999999):
+        assert await error_code(ca, 32400, gid=gid, aix=target) == -32405, target
+    assert await error_code(ca, 32400, gid=gid, aix=a) == -32406
+    assert await error_code(ca, 32400, gid=gid_of(other_guest), aix=b) == -32407
+    assert await error_code(ca, 32400, gid=987654, aix=b) == -32407
+    # Nothing moved.
+    assert assigned_aix(h, gid) == a
+    assert assigned_aix(h, gid_of(other_guest)) == b
+    await ca.no_push(32402, within=0.1)
+    await guest.no_push(22401, within=0.1)
+
+
+# -- 32500 suspend / resume ---------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_suspend_and_resume_push_status_to_group(cschat_server):
+    # PROTOCOL 32500 status 1 / 0; 33099 to agents of the group, all connections
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    guest = await h.guest_client("u1", group)
+    ca2 = await h.agent_client(a)
+    cb = await h.agent_client(b)
+
+    assert await ca.ok(32500, status=1) == {"status": 1}
+    for connection in (ca, ca2, cb):
+        info = (await matching(connection, 33099,
+                               lambda d: d["aix"] == a and d["status"] != "online"))["data"]
+        assert set(info) >= AGENT_INFO_KEYS
+        assert info["status"] == "suspended" and info["load"] == 1
+    assert (await online_list(cb))[a]["status"] == "suspended"
+    # Suspended agents keep their chats.
+    await ca.ok(32300, gid=gid_of(guest), msg="still here")
+    assert assigned_aix(h, gid_of(guest)) == a
+
+    assert await ca2.ok(32500, status=0) == {"status": 0}
+    for connection in (ca, ca2, cb):
+        info = (await matching(connection, 33099,
+                               lambda d: d["aix"] == a and d["status"] == "online"))["data"]
+        assert info["admin_id"] == a
+    assert (await online_list(cb))[a]["status"] == "online"
+
+
+@pytest.mark.gen_test
+async def test_suspend_bad_status(cschat_server):
+    # PROTOCOL 32500 -32501
+    h = cschat_server
+    group = await h.group()
+    a = await h.agent(group, "A")
+    ca = await h.agent_client(a)
+    assert await error_code(ca, 32500, status=7) == -32501
+    assert await error_code(ca, 32500, status="x") == -32501
+    assert await error_code(ca, 32500) == -32501
+    assert (await online_list(ca))[a]["status"] == "online"
+
+
+# -- 33000 online agents ------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_online_agents_lists_online_and_suspended_of_my_group(cschat_server):
+    # PROTOCOL 33000; 31000 admin_list holds every agent of the group
+    h = cschat_server
+    group = await h.group()
+    a, b, c = (await h.agent(group, "A"), await h.agent(group, "B"),
+               await h.agent(group, "C"))
+    other = await h.group("Other")
+    d = await h.agent(other, "D")
+    ca = await h.agent_client(a)
+    cb = await h.agent_client(b)
+    await h.agent_client(d)
+    await cb.ok(32500, status=1)
+
+    listed = await online_list(ca)
+    assert set(listed) == {a, b}
+    assert listed[a]["status"] == "online" and listed[b]["status"] == "suspended"
+    assert all(set(x) >= AGENT_INFO_KEYS and x["group_id"] == group for x in listed.values())
+    assert all(x["aix"] == x["admin_id"] for x in listed.values())
+
+    again = await h.agent_client(a)
+    every = {x["aix"]: x for x in again.login_data["admin_list"]}
+    assert set(every) == {a, b, c}
+    assert every[c]["status"] == "offline"
+
+
+# -- 32700 end conversation ---------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_end_conversation(cschat_server):
+    # PROTOCOL 32700: 22701 to the guest, system message, load drops
+    h = cschat_server
+    group = await h.group()
+    a = await h.agent(group, "A")
+    ca = await h.agent_client(a)
+    guest = await h.guest_client("u1", group)
+    gid = gid_of(guest)
+    answered = (await ca.ok(32300, gid=gid, msg="bye"))["message_info"]
+    assert (await online_list(ca))[a]["load"] == 1
+
+    await ca.ok(32700, gid=gid)
+    assert (await guest.push(22701))["data"] == {"aix": a}
+    history = (await guest.ok(22100, page_size=100))["list"]
+    assert history[-1]["sender"] == "system" and history[-1]["id"] > answered["id"]
+    assert (await online_list(ca))[a]["load"] == 0
+    assert await guest_list_gids(ca) == []
+    assert assigned_aix(h, gid) is None
+    assert await error_code(ca, 32300, gid=gid, msg="hello?") == -32304
+
+
+@pytest.mark.gen_test
+async def test_end_conversation_errors(cschat_server):
+    # PROTOCOL 32700 -32701 -32702
+    h = cschat_server
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    ca = await h.agent_client(a)
+    mine = await h.guest_client("u1", group)
+    cb = await h.agent_client(b)
+    theirs = await h.guest_client("u2", group)
+    assert theirs.login_data["agent"]["aix"] == b
+
+    assert await error_code(ca, 32700) == -32701
+    assert await error_code(ca, 32700, gid=gid_of(theirs)) == -32702
+    assert await error_code(ca, 32700, gid=987654) == -32702
+    await ca.ok(32700, gid=gid_of(mine))
+    assert await error_code(ca, 32700, gid=gid_of(mine)) == -32702
+    assert assigned_aix(h, gid_of(theirs)) == b
+    await theirs.no_push(22701, within=0.1)
+    assert await guest_list_gids(cb) == [gid_of(theirs)]
