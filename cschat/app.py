@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable
 
@@ -12,12 +13,14 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from cschat import handlers
+from cschat import handlers, media
 from cschat.auth import Tokens
 from cschat.broker import MemoryBroker
 from cschat.chat import ChatService
+from cschat.media import UploadPolicy
+from cschat.media_handlers import SPOOL_FOLDER, FileHandler, UploadHandler
 from cschat.settings import Settings
-from cschat.store import Store
+from cschat.store import Store, now_ms
 
 log = logging.getLogger("cschat")
 
@@ -47,11 +50,14 @@ class Server:
         self.port: int | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: tornado.httpserver.HTTPServer | None = None
-        self._sweeper: asyncio.Task | None = None
+        self._sweepers: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Open the database and start listening; raises OSError if the port is taken."""
-        os.makedirs(self.settings.uploads["dir"], exist_ok=True)
+        self.upload_policy = UploadPolicy.from_settings(self.settings.uploads)
+        spool = os.path.join(self.upload_policy.folder, SPOOL_FOLDER)
+        shutil.rmtree(spool, ignore_errors=True)  # uploads cut short by a stop
+        os.makedirs(spool, exist_ok=True)
         self.store = await open_store(self.settings)
         self.tokens = await make_tokens(self.settings, self.store)
         self.broker = MemoryBroker()
@@ -62,7 +68,9 @@ class Server:
                                                self.settings.server["host"])
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_silent())
+        loop = asyncio.get_running_loop()
+        self._sweepers = [loop.create_task(self._sweep_silent()),
+                          loop.create_task(self._sweep_unused_files())]
         log.info("cschat listening on http://%s:%d (database %s)", self.settings.server["host"],
                  self.port, self.settings.database["path"])
 
@@ -75,6 +83,8 @@ class Server:
                 (r"/api/login", handlers.LoginHandler, context),
                 (r"/api/visitor", handlers.VisitorHandler, context),
                 (r"/healthz", handlers.HealthHandler, context),
+                (r"/api/upload", UploadHandler, context),
+                (r"/files/([^/]+)(/thumb)?", FileHandler, context),
             ],
             websocket_max_message_size=chat["max_frame_bytes"],
             websocket_ping_interval=max(1, chat["heartbeat_timeout"] // 2),
@@ -90,6 +100,17 @@ class Server:
             for socket in [s for s in self.sockets if s.last_frame < deadline]:
                 socket.close(1000, "heartbeat timeout")
 
+    async def _sweep_unused_files(self) -> None:
+        """Delete uploads no message used within ``orphan_ttl`` seconds."""
+        ttl = self.settings.uploads["orphan_ttl"]
+        while True:
+            await asyncio.sleep(max(1, min(3600, ttl // 4)))
+            try:
+                paths = await self.store.remove_unused_files(now_ms() - ttl * 1000)
+                media.remove(self.upload_policy, paths)
+            except Exception:  # noqa: BLE001 - try again next round
+                log.exception("removing unused uploads failed")
+
     def track(self, work: Awaitable) -> None:
         """Run ``work`` in the background, kept alive until it ends."""
         task = asyncio.ensure_future(work)
@@ -100,8 +121,8 @@ class Server:
         """Stop accepting, close every WebSocket with 1001, commit pending writes."""
         if self._http is not None:
             self._http.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for sweeper in self._sweepers:
+            sweeper.cancel()
         for socket in list(self.sockets):
             socket.close(1001, "server shutting down")
         deadline = time.monotonic() + SHUTDOWN_SECONDS

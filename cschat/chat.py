@@ -26,7 +26,7 @@ from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel
 from cschat.messages import message_info, parse_message
 from cschat.protocol import ApiError
 from cschat.routing import OFFLINE, Agent, Conversation, Routing
-from cschat.store import Store, now_ms
+from cschat.store import Attachment, FileRefused, Store, now_ms
 
 log = logging.getLogger("cschat.chat")
 
@@ -44,6 +44,14 @@ class Session:
     group_id: int
     admin_id: int | None = None
     gid: int | None = None
+
+
+async def _sent(stored: Awaitable, error_base: int) -> tuple[dict, bool]:
+    """Await a queued message; a refused file becomes the send's -x306 (or -x303)."""
+    try:
+        return await stored
+    except FileRefused as refused:
+        raise ApiError(error_base - (3 if refused.wrong_type else 6), str(refused)) from None
 
 
 def new_ix() -> str:
@@ -209,13 +217,15 @@ class ChatService:
         conversation = self.routing.conversations.get(gid)
         if conversation is None or conversation.assigned != session.admin_id:
             raise ApiError(-32304, "the guest is not assigned to you")
+        attachment = (Attachment(body, file_type, group_id=session.group_id)
+                      if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(gid, "agent", session.admin_id, file_type, body,
-                                        client_msg_id)
+                                        client_msg_id, attachment)
         return self._agent_sent(session, conversation, stored)
 
     async def _agent_sent(self, session: Session, conversation: Conversation,
                           stored: Awaitable) -> dict:
-        message, created = await stored
+        message, created = await _sent(stored, -32300)
         info = message_info(message, conversation.group_id)
         if created:
             self.broker.publish(guest_channel(conversation.gid),
@@ -394,15 +404,17 @@ class ChatService:
         if self._needs_routing(conversation):
             self._route(conversation)
             routed = self.store.save_routing([conversation.row()], RECENT_MESSAGES)
+        attachment = (Attachment(body, file_type, guest_gid=session.gid)
+                      if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(session.gid, "guest", None, file_type, body,
-                                        client_msg_id)
+                                        client_msg_id, attachment)
         return self._guest_sent(session, conversation, routed, stored)
 
     async def _guest_sent(self, session: Session, conversation: Conversation,
                           routed: Awaitable | None, stored: Awaitable) -> dict:
         if routed is not None:
             self._announce([conversation], await routed)
-        message, created = await stored
+        message, created = await _sent(stored, -22300)
         info = message_info(message, session.group_id)
         if created:
             agent = self.routing.assigned_agent(session.gid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cschat.media import FILE_ID
 from cschat.protocol import CARD_TYPES, FILE_TYPES, ORDER, PRODUCT, TEXT, ApiError
 
 MAX_CARD_BYTES = 4096
@@ -14,6 +15,9 @@ _CARD_LINKS = ("url", "image")
 
 def parse_message(params: dict, error_base: int, max_length: int) -> tuple[int, str]:
     """Check ``msg`` and ``file_type`` of a send; return ``(file_type, body to store)``.
+
+    For a file (R25) the body returned is the file_id; the store swaps it for
+    the file object once it has checked the sender may send that file.
 
     ``error_base`` is -32300 for agents and -22300 for guests: the codes
     raised are ``error_base - 2`` (msg missing or empty), ``- 3`` (bad
@@ -37,7 +41,9 @@ def parse_message(params: dict, error_base: int, max_length: int) -> tuple[int, 
         return file_type, _card(msg, file_type, error_base)
     if not isinstance(msg, str):
         raise ApiError(error_base - 3, "a file msg is the file_id from /api/upload")
-    raise ApiError(error_base - 6, "unknown file id")
+    if not FILE_ID.fullmatch(msg):
+        raise ApiError(error_base - 6, "unknown file id")
+    return file_type, msg
 
 
 def _has_content(msg: str | dict) -> bool:

@@ -69,6 +69,14 @@ def _origins(text: str) -> tuple[str, ...]:
     return origins
 
 
+def _mime_list(text: str) -> tuple[str, ...]:
+    types = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for mime in types:
+        if mime.count("/") != 1 or " " in mime:
+            raise ValueError(f"a MIME type looks like image/png, got {mime!r}")
+    return types
+
+
 def _optional_seconds(text: str) -> int | None:
     return None if not text.strip() else _integer(1)(text)
 
@@ -123,6 +131,27 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
     },
     "uploads": {
         "dir": Setting("uploads", _text, "Folder for uploaded media."),
+        "max_image_bytes": Setting("10485760", _integer(1), "Largest image (file_type 1)."),
+        "max_voice_bytes": Setting("10485760", _integer(1), "Largest voice note (file_type 2)."),
+        "max_video_bytes": Setting("52428800", _integer(1), "Largest video (file_type 5)."),
+        "max_file_bytes": Setting("20971520", _integer(1), "Largest other file (file_type 6)."),
+        "image_types": Setting(
+            "image/jpeg, image/png, image/gif, image/webp", _mime_list,
+            "Types (as libmagic names them) accepted as images."),
+        "voice_types": Setting(
+            "audio/mpeg, audio/ogg, audio/x-wav, audio/wav, audio/aac, audio/x-hx-aac-adts, "
+            "audio/mp4, audio/x-m4a, audio/amr, audio/webm, video/webm, video/mp4", _mime_list,
+            "Types accepted as voice notes; browsers record into WebM or MP4 containers."),
+        "video_types": Setting(
+            "video/mp4, video/webm, video/quicktime", _mime_list, "Types accepted as videos."),
+        "blocked_types": Setting(
+            "text/html, application/xhtml+xml, image/svg+xml, text/xml, application/xml, "
+            "application/javascript, text/javascript", _mime_list,
+            "Types refused in every case: what a browser would run or render as a page."),
+        "max_image_pixels": Setting(
+            "40000000", _integer(1), "Largest image in pixels (width × height)."),
+        "orphan_ttl": Setting(
+            "86400", _integer(1), "Seconds before an upload no message uses is deleted."),
     },
 }
 

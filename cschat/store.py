@@ -18,6 +18,8 @@ number of statements for the cost of one hop between threads (~100 µs).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import secrets
 import sqlite3
@@ -89,6 +91,26 @@ _MIGRATIONS: list[list[str]] = [
         """CREATE UNIQUE INDEX messages_agent_client_id ON messages (admin_id, client_msg_id)
             WHERE sender = 'agent' AND client_msg_id IS NOT NULL""",
     ],
+    [
+        """CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            file_type INTEGER NOT NULL,
+            group_id INTEGER NOT NULL,
+            uploader TEXT NOT NULL CHECK (uploader IN ('guest', 'agent')),
+            uploader_id INTEGER NOT NULL,
+            mime TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            path TEXT NOT NULL,
+            thumb_path TEXT,
+            thumb_mime TEXT,
+            used INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL)""",
+        """CREATE INDEX files_unused ON files (created_at) WHERE used = 0""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -104,6 +126,26 @@ _LAST_MESSAGE_COLUMNS = ", ".join(
 
 class StoreError(Exception):
     """A write that the data does not allow (duplicate username, unknown id, ...)."""
+
+
+class FileRefused(StoreError):
+    """A message names a file that its sender may not send: unknown, foreign, or of
+    another file_type (``wrong_type``)."""
+
+    def __init__(self, message: str, wrong_type: bool = False):
+        super().__init__(message)
+        self.wrong_type = wrong_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    """The file a media message sends, and who may send it: the uploading guest
+    (``guest_gid``) or any agent of the file's group (``group_id``)."""
+
+    file_id: str
+    file_type: int
+    guest_gid: int | None = None
+    group_id: int | None = None
 
 
 def now_ms() -> int:
@@ -422,12 +464,15 @@ class Store:
     # -- messages ----------------------------------------------------------------------
 
     def add_message(self, gid: int, sender: str, admin_id: int | None, file_type: int,
-                    body: str, client_msg_id: str | None) -> asyncio.Future:
+                    body: str, client_msg_id: str | None,
+                    attachment: Attachment | None = None) -> asyncio.Future:
         """Queue a message for the next commit (PROTOCOL R20, R21).
 
         The future resolves to ``(message, created)``: the stored message as a
         dict, and False when a message of the same sender with the same
         ``client_msg_id`` already existed (that first message is returned).
+        With an ``attachment``, the body becomes its file object (R25) and the
+        file is marked used, or the future raises :class:`FileRefused`.
         """
         def unit(conn):
             if client_msg_id is not None:
@@ -439,11 +484,12 @@ class Store:
                     (sender, owner[1], client_msg_id)).fetchone()
                 if row is not None:
                     return _message(row, row["agent_read_id"], row["guest_read_id"]), False
+            stored_body = body if attachment is None else _claim_file(conn, attachment)
             created_at = now_ms()
             cursor = conn.execute(
                 "INSERT INTO messages (gid, sender, admin_id, file_type, body, client_msg_id, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (gid, sender, admin_id, file_type, body, client_msg_id, created_at))
+                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at))
             unread_column = {"guest": "unread_by_agent", "agent": "unread_by_guest"}.get(sender)
             conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
@@ -451,7 +497,7 @@ class Store:
                 + (f", {unread_column} = {unread_column} + 1" if unread_column else "")
                 + " WHERE gid = ?", (cursor.lastrowid, created_at, gid))
             return {"id": cursor.lastrowid, "gid": gid, "sender": sender, "admin_id": admin_id,
-                    "file_type": file_type, "body": body, "client_msg_id": client_msg_id,
+                    "file_type": file_type, "body": stored_body, "client_msg_id": client_msg_id,
                     "created_at": created_at, "read": False}, True
         return self.write(unit)
 
@@ -480,6 +526,32 @@ class Store:
         """
         return await self.read(
             lambda conn: _history(conn, gid, page_index, page_size, before_id, after_id))
+
+    # -- files -----------------------------------------------------------------------------
+
+    async def add_file(self, record: dict) -> None:
+        """Record an uploaded file; ``record`` has the columns of the files table."""
+        def unit(conn):
+            columns = ", ".join(record)
+            conn.execute(f"INSERT INTO files ({columns}, created_at) VALUES "
+                         f"({', '.join('?' * len(record))}, ?)", (*record.values(), now_ms()))
+        await self.write(unit)
+
+    async def file(self, file_id: str) -> dict | None:
+        return await self.read(lambda conn: _one(conn.execute(
+            "SELECT * FROM files WHERE id = ?", (file_id,))))
+
+    async def remove_unused_files(self, older_than_ms: int) -> list[str]:
+        """Delete the records of files no message used, uploaded before ``older_than_ms``.
+
+        Returns their stored paths (thumbnails included) for the caller to unlink.
+        """
+        def unit(conn):
+            rows = conn.execute(
+                "DELETE FROM files WHERE used = 0 AND created_at < ? "
+                "RETURNING path, thumb_path", (older_than_ms,)).fetchall()
+            return [path for row in rows for path in row if path]
+        return await self.write(unit)
 
     async def ping(self) -> bool:
         return await self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
@@ -517,6 +589,30 @@ def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int
         rows.reverse()
     return ([_message(row, guest["agent_read_id"], guest["guest_read_id"]) for row in rows],
             guest["message_count"])
+
+
+def file_object(row: sqlite3.Row | dict) -> dict:
+    """The file object of PROTOCOL R25 for a files row."""
+    obj = {"file_id": row["id"], "url": f"/files/{row['id']}", "name": row["name"],
+           "size": row["size"], "mime": row["mime"]}
+    if row["width"] is not None:
+        obj.update(width=row["width"], height=row["height"])
+    if row["thumb_path"]:
+        obj["thumb_url"] = f"/files/{row['id']}/thumb"
+    return obj
+
+
+def _claim_file(conn: sqlite3.Connection, attachment: Attachment) -> str:
+    row = conn.execute("SELECT * FROM files WHERE id = ?", (attachment.file_id,)).fetchone()
+    allowed = row is not None and (
+        (row["uploader"] == "guest" and row["uploader_id"] == attachment.guest_gid)
+        if attachment.guest_gid is not None else row["group_id"] == attachment.group_id)
+    if not allowed:
+        raise FileRefused("unknown file id")
+    if row["file_type"] != attachment.file_type:
+        raise FileRefused(f"the file is file_type {row['file_type']}", wrong_type=True)
+    conn.execute("UPDATE files SET used = 1 WHERE id = ? AND used = 0", (attachment.file_id,))
+    return json.dumps(file_object(row), ensure_ascii=False, separators=(",", ":"))
 
 
 def _one(cursor: sqlite3.Cursor) -> dict | None:
