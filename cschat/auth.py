@@ -28,7 +28,7 @@ class TokenError(Exception):
 @dataclasses.dataclass(frozen=True)
 class AgentClaims:
     admin_id: int
-    exp: int
+    raw: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class GuestClaims:
     group_id: int
     name: str
     avatar: str
-    exp: int
+    raw: dict
 
 
 class Tokens:
@@ -71,10 +71,14 @@ class Tokens:
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM],
                                 options={"require": ["exp"]})
-        except jwt.PyJWTError as error:
-            raise TokenError(str(error)) from None
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token expired") from None
+        except jwt.MissingRequiredClaimError:
+            raise TokenError("token has no exp") from None
+        except jwt.PyJWTError:
+            raise TokenError("token cannot be verified") from None
         if claims.get("typ") != typ:
-            raise TokenError("wrong token type")
+            raise TokenError(f"not an {typ} token" if typ == "agent" else f"not a {typ} token")
         return claims
 
     def verify_agent(self, token: object) -> AgentClaims:
@@ -83,7 +87,7 @@ class Tokens:
         admin_id = claims.get("admin_id")
         if type(admin_id) is not int:
             raise TokenError("admin_id must be an integer")
-        return AgentClaims(admin_id, int(claims["exp"]))
+        return AgentClaims(admin_id, claims)
 
     def verify_guest(self, token: object) -> GuestClaims:
         """Return the claims of a valid guest token; raise :class:`TokenError` otherwise."""
@@ -98,17 +102,27 @@ class Tokens:
             raise TokenError("name must be a short string")
         if not isinstance(avatar, str) or len(avatar) > _AVATAR_MAX_LENGTH:
             raise TokenError("avatar must be a URL")
-        return GuestClaims(uid, group_id, name, avatar, int(claims["exp"]))
+        # Agents' pages show the avatar as an image: only web addresses pass.
+        if not is_web_url(avatar):
+            avatar = ""
+        return GuestClaims(uid, group_id, name, avatar, claims)
 
-    def refresh(self, exp: int, mint) -> tuple[int, str]:
-        """Return ``(is_refresh, refresh_token)`` for a login token expiring at ``exp``.
+    def refresh(self, claims: dict) -> tuple[int, str]:
+        """``(is_refresh, refresh_token)`` for a login token with these ``claims`` (R12).
 
-        ``mint`` is called with no argument to make the new token when the
-        old one has less than ``refresh_window`` seconds left (PROTOCOL R12).
+        When less than ``refresh_window`` seconds are left, the new token
+        carries the same claims with a fresh ``iat`` and ``exp``.
         """
-        if exp - time.time() < self.refresh_window:
-            return 1, mint()
-        return 0, ""
+        if claims["exp"] - time.time() >= self.refresh_window:
+            return 0, ""
+        now = int(time.time())
+        fresh = {**claims, "iat": now, "exp": now + self.ttl}
+        return 1, jwt.encode(fresh, self._key, algorithm=ALGORITHM)
+
+
+def is_web_url(text: str) -> bool:
+    """True for an http(s) address (or an empty string): safe as a link or image source."""
+    return not text or text.lower().startswith(("https://", "http://"))
 
 
 # scrypt parameters: about 50 ms and 16 MiB per check on a small server.

@@ -137,8 +137,7 @@ class ChatService:
         if was_offline:
             self._publish_status(agent)
         guest_list = await self._guest_list(agent.admin_id)
-        is_refresh, refresh_token = self.tokens.refresh(
-            claims.exp, lambda: self.tokens.mint_agent(agent.admin_id))
+        is_refresh, refresh_token = self.tokens.refresh(claims.raw)
         data = {"ix": ix,
                 "admin_list": [a.info() for a in self.routing.agents_of_group(agent.group_id)],
                 "guest_list": guest_list, "is_refresh": is_refresh,
@@ -159,28 +158,19 @@ class ChatService:
         self._start_timer(("agent", agent.admin_id), grace, self._agent_gone, agent.admin_id)
 
     async def _agent_gone(self, admin_id: int) -> None:
-        """R27: the grace period is over; re-route the agent's online guests, release the rest.
-
-        An offline guest whose messages no agent has read is routed again too
-        rather than released: released, its question would wait unseen until
-        the guest came back.
-        """
+        """R27: the grace period is over; re-route the agent's online guests, release the rest."""
         agent = self.routing.agents.get(admin_id)
         if agent is None or agent.connections:
             return
-        waiting = {row["gid"] for row in await self.store.conversations(agent.gids)
-                   if row["unread_by_agent"]}
-        if agent.connections:
-            return
         agent.in_grace = False
         agent.suspended = False
-        self._publish_status(agent)
         conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
         for conversation in conversations:
-            if self.routing.guest_online(conversation.gid) or conversation.gid in waiting:
+            if self.routing.guest_online(conversation.gid):
                 self._route(conversation)
             else:
                 self.routing.release(conversation)
+        self._publish_status(agent)
         await self._save_and_announce(conversations)
 
     def _agent(self, session: Session) -> Agent:
@@ -337,8 +327,7 @@ class ChatService:
             self._route(conversation)
             await self._save_and_announce([conversation])
         agent = self.routing.assigned_agent(gid)
-        is_refresh, refresh_token = self.tokens.refresh(claims.exp, lambda: self.tokens.mint_guest(
-            claims.uid, claims.group_id, claims.name, claims.avatar))
+        is_refresh, refresh_token = self.tokens.refresh(claims.raw)
         return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
                          "agent": agent.info() if agent else None,
                          "unread": row["unread_by_guest"], "is_refresh": is_refresh,

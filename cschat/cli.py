@@ -18,7 +18,7 @@ from typing import Any
 
 from cschat import __version__
 from cschat.app import Server, make_tokens, open_store
-from cschat.auth import UID_MAX_LENGTH, hash_password
+from cschat.auth import UID_MAX_LENGTH, hash_password, is_web_url
 from cschat.settings import ConfigError, Settings, load_settings
 from cschat.store import Store, StoreError
 
@@ -169,6 +169,8 @@ def _agent_add(settings: Settings, args: argparse.Namespace) -> None:
         raise CommandError("the username cannot be empty")
     if args.password is not None and not args.password:
         raise CommandError("the password cannot be empty")
+    if not is_web_url(args.avatar):
+        raise CommandError("--avatar must be an http(s) URL")
     password_hash = hash_password(args.password) if args.password else None
     print(_in_store(settings, lambda store: store.add_agent(
         args.group, name, args.avatar, args.username, password_hash)))

@@ -8,7 +8,6 @@ chats is in :mod:`cschat.chat`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -116,11 +115,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.last_frame = time.monotonic()
         frame = _decode(raw)
         if frame is None:
-            self._reply(0, None, code=p.NOT_JSON_OBJECT, message="a frame is one JSON object")
+            self._reply(0, p.NO_SEQ, code=p.NOT_JSON_OBJECT,
+                        message="a frame is one JSON object")
             return
-        api_key, seq = frame.get("api_key", 0), frame.get("seq")
-        if seq is not None and not p.valid_seq(seq):
-            self._reply(api_key, None, code=p.BAD_PARAMETER,
+        api_key, seq = frame.get("api_key", 0), frame.get("seq", p.NO_SEQ)
+        if not p.valid_seq(seq):
+            self._reply(api_key, p.NO_SEQ, code=p.BAD_PARAMETER,
                         message="seq must be an integer or a string of at most 64 characters")
             return
         if not self.bucket.take():
@@ -224,7 +224,7 @@ def _decode(raw: str | bytes) -> dict | None:
     if isinstance(raw, bytes):
         return None
     try:
-        frame = json.loads(raw)
+        frame = p.decode(raw)
     except ValueError:
         return None
     return frame if isinstance(frame, dict) else None
@@ -248,7 +248,7 @@ class JsonHandler(tornado.web.RequestHandler):
             self.answer(413, p.BAD_PARAMETER, "body too large")
             raise tornado.web.Finish()
         try:
-            body = json.loads(self.request.body or b"{}")
+            body = p.decode(self.request.body or b"{}")
         except ValueError:
             body = None
         if not isinstance(body, dict):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cschat.auth import is_web_url
 from cschat.media import FILE_ID
-from cschat.protocol import CARD_TYPES, FILE_TYPES, ORDER, PRODUCT, TEXT, ApiError
+from cschat.protocol import CARD_TYPES, FILE_TYPES, ORDER, PRODUCT, TEXT, ApiError, integer
 
 MAX_CARD_BYTES = 4096
-_CARD_REQUIRED = {PRODUCT: ("id", "title", "price"), ORDER: ("order_no", "amount")}
+# (required, optional) fields of each card (R26).
+_CARD_FIELDS = {PRODUCT: (("id", "title", "price"), ("image", "url")),
+                ORDER: (("order_no", "amount"), ("title", "status", "url"))}
 _CARD_LINKS = ("url", "image")
 
 
@@ -23,10 +26,8 @@ def parse_message(params: dict, error_base: int, max_length: int) -> tuple[int, 
     raised are ``error_base - 2`` (msg missing or empty), ``- 3`` (bad
     file_type or msg), ``- 5`` (too long) and ``- 6`` (unknown file).
     """
-    file_type = params.get("file_type", TEXT)
-    if file_type is None:
-        file_type = TEXT
-    if type(file_type) is not int or file_type not in FILE_TYPES:
+    file_type = integer(params, "file_type", error_base - 3, default=TEXT)
+    if file_type not in FILE_TYPES:
         raise ApiError(error_base - 3, "file_type must be 0 to 6")
     msg = params.get("msg")
     if msg is None or (isinstance(msg, (str, dict)) and not _has_content(msg)):
@@ -51,24 +52,20 @@ def _has_content(msg: str | dict) -> bool:
 
 
 def _card(msg: Any, file_type: int, error_base: int) -> str:
-    if isinstance(msg, str):
-        # Some clients send the card JSON-encoded; accept it the same.
-        try:
-            msg = json.loads(msg)
-        except ValueError:
-            raise ApiError(error_base - 3, "a card must be a JSON object") from None
     if not isinstance(msg, dict):
         raise ApiError(error_base - 3, "a card must be a JSON object")
+    required, optional = _CARD_FIELDS[file_type]
+    unknown = sorted(set(msg) - set(required) - set(optional))
+    if unknown:
+        raise ApiError(error_base - 3, f"card fields not allowed: {', '.join(unknown)}")
+    missing = [key for key in required if key not in msg]
+    if missing:
+        raise ApiError(error_base - 3, f"card needs {', '.join(missing)}")
     for key, value in msg.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ApiError(error_base - 3, f"card field {key} must be a string or a number")
-    missing = [key for key in _CARD_REQUIRED[file_type] if key not in msg]
-    if missing:
-        raise ApiError(error_base - 3, f"card needs {', '.join(missing)}")
-    for key in _CARD_LINKS:
-        # A card's links are shown as links: only web addresses, never javascript:.
-        if key in msg and not (isinstance(msg[key], str)
-                               and msg[key].lower().startswith(("https://", "http://"))):
+        # A card's links are shown as links and images: only web addresses.
+        if key in _CARD_LINKS and not (isinstance(value, str) and value and is_web_url(value)):
             raise ApiError(error_base - 3, f"card {key} must be an http(s) URL")
     body = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
     if len(body.encode()) > MAX_CARD_BYTES:

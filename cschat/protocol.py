@@ -75,15 +75,30 @@ class ApiError(Exception):
 
 
 def encode(frame: dict) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def response(api_key: int, data: dict | None = None, seq: Any = None,
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(text: str | bytes) -> Any:
+    """Parse strict JSON: NaN and Infinity, which browsers cannot parse back, are refused.
+
+    Raises ValueError for anything that is not JSON.
+    """
+    return json.loads(text, parse_constant=_no_constants)
+
+
+NO_SEQ = object()  # a request without "seq": its response has none either
+
+
+def response(api_key: int, data: dict | None = None, seq: Any = NO_SEQ,
              code: int = 200, message: str = "") -> dict:
     """A reply to one request (R4): success when ``code`` is 200, else an error."""
     frame = {"api_key": api_key, "code": code, "status": "Success" if code == 200 else "Error",
              "message": message, "data": data if data is not None and code == 200 else {}}
-    if seq is not None:
+    if seq is not NO_SEQ:
         frame["seq"] = seq
     return frame
 
@@ -107,6 +122,8 @@ def session_ended(api_key: int, reason: str) -> dict:
 # -- parameters ------------------------------------------------------------------------
 
 _MISSING = object()
+# SQLite integers are 64-bit; a larger id or page number can match nothing.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def integer(params: dict, name: str, code: int = BAD_PARAMETER, *, default: Any = _MISSING,
@@ -125,6 +142,8 @@ def integer(params: dict, name: str, code: int = BAD_PARAMETER, *, default: Any 
         value = int(value)
     if type(value) is not int:
         raise ApiError(code, f"{name} must be an integer")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ApiError(code, f"{name} out of range")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ApiError(code, f"{name} out of range")
     return value
@@ -147,6 +166,8 @@ def client_msg_id(params: dict) -> str | None:
 
 
 def valid_seq(seq: Any) -> bool:
+    if seq is None or seq is NO_SEQ:
+        return True
     if isinstance(seq, bool):
         return False
     return isinstance(seq, int) or (isinstance(seq, str) and len(seq) <= MAX_SEQ_LENGTH)

@@ -73,7 +73,7 @@ class Routing:
     # -- agents ------------------------------------------------------------------------
 
     def agents_of_group(self, group_id: int) -> list[Agent]:
-        return sorted((a for a in self.agents.values() if a.group_id == group_id and a.enabled),
+        return sorted((a for a in self.agents.values() if a.group_id == group_id),
                       key=lambda a: a.admin_id)
 
     def pick_agent(self, group_id: int, last_aix: int | None) -> Agent | None:
