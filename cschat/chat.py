@@ -31,6 +31,7 @@ from cschat.store import Attachment, FileRefused, Store, now_ms
 log = logging.getLogger("cschat.chat")
 
 RECENT_MESSAGES = 20
+MAX_PAGE_INDEX = 10**9  # keeps the page's offset within SQLite's 64-bit integers
 DIRECTORY_POLL_SECONDS = 1.0
 
 
@@ -523,7 +524,7 @@ class ChatService:
         raise ApiError(-32103, "no such conversation in your group")
 
     async def _history(self, gid: int, group_id: int, params: dict) -> dict:
-        page_index = p.integer(params, "page_index", default=1, low=1)
+        page_index = p.integer(params, "page_index", default=1, low=1, high=MAX_PAGE_INDEX)
         page_size = p.integer(params, "page_size", default=10, low=1, high=100)
         before_id = p.optional_integer(params, "before_id")
         after_id = p.optional_integer(params, "after_id")

@@ -10,7 +10,7 @@ import time
 
 import jwt
 import pytest
-from conftest import Client
+from conftest import AGENT_INFO_KEYS, GUEST_INFO_KEYS, Client, assert_error
 
 from cschat.auth import hash_password
 
@@ -49,18 +49,19 @@ async def secret_server(make_server, **auth):
     return await make_server(auth={"secret": SECRET, **auth})
 
 
+async def secret_server_and_agent(make_server, **auth):
+    """A server signing with SECRET, a group and one agent of it: ``(h, group, aid)``."""
+    h = await secret_server(make_server, **auth)
+    group = await h.group()
+    return h, group, await h.agent(group)
+
+
 async def login(h, api_key: int, **params) -> dict:
     """One login on a fresh connection; returns the response frame."""
     client = await Client.connect(h.port, 3 if api_key == 31000 else 1)
     reply = await client.call(api_key, **params)
     client.close()
     return reply
-
-
-def assert_login_error(reply: dict, code: int) -> None:
-    assert reply["code"] == code, reply
-    assert reply["status"] == "Error"
-    assert reply["data"] == {}
 
 
 # -- R10: tokens that must not log in --------------------------------------------------------
@@ -116,18 +117,21 @@ def _tamper(token: str, changes: dict) -> str:
     return f"{header}.{payload}.{signature}"
 
 
+async def assert_tokens_refused(h, api_key: int, tokens: dict[str, object], code: int) -> None:
+    """Each of ``tokens``, and no token at all, gets the login error ``code``."""
+    for name, token in tokens.items():
+        reply = await login(h, api_key, token=token)
+        assert reply["code"] == code, (name, reply)
+        assert_error(reply, code)
+    assert_error(await login(h, api_key), code)  # token missing
+    assert_error(await login(h, api_key, token=None), code)
+
+
 @pytest.mark.gen_test(timeout=15)
 async def test_bad_agent_tokens_get_31001(make_server):
     # PROTOCOL R10 31000 -31001
-    h = await secret_server(make_server)
-    group = await h.group()
-    aid = await h.agent(group)
-    for name, token in bad_agent_tokens(aid, group).items():
-        reply = await login(h, 31000, token=token)
-        assert reply["code"] == -31001, (name, reply)
-        assert_login_error(reply, -31001)
-    assert_login_error(await login(h, 31000), -31001)  # token missing
-    assert_login_error(await login(h, 31000, token=None), -31001)
+    h, group, aid = await secret_server_and_agent(make_server)
+    await assert_tokens_refused(h, 31000, bad_agent_tokens(aid, group), -31001)
     # the well-formed token of the same agent works
     assert (await login(h, 31000, token=sign(agent_claims(aid))))["code"] == 200
 
@@ -135,15 +139,8 @@ async def test_bad_agent_tokens_get_31001(make_server):
 @pytest.mark.gen_test(timeout=15)
 async def test_bad_guest_tokens_get_21001(make_server):
     # PROTOCOL R10 21000 -21001
-    h = await secret_server(make_server)
-    group = await h.group()
-    aid = await h.agent(group)
-    for name, token in bad_guest_tokens(aid, group).items():
-        reply = await login(h, 21000, token=token)
-        assert reply["code"] == -21001, (name, reply)
-        assert_login_error(reply, -21001)
-    assert_login_error(await login(h, 21000), -21001)
-    assert_login_error(await login(h, 21000, token=None), -21001)
+    h, group, aid = await secret_server_and_agent(make_server)
+    await assert_tokens_refused(h, 21000, bad_guest_tokens(aid, group), -21001)
     assert h.db("SELECT COUNT(*) FROM guests")[0][0] == 0  # no guest made from a bad token
     assert (await login(h, 21000, token=sign(guest_claims("u1", group))))["code"] == 200
 
@@ -151,9 +148,7 @@ async def test_bad_guest_tokens_get_21001(make_server):
 @pytest.mark.gen_test
 async def test_failed_login_connection_stays_usable(make_server):
     # PROTOCOL R10 R7: a failed login keeps the connection; a good login on it then works
-    h = await secret_server(make_server)
-    group = await h.group()
-    aid = await h.agent(group)
+    h, group, aid = await secret_server_and_agent(make_server)
     client = await Client.connect(h.port, 3)
     assert (await client.call(31000, token=sign(agent_claims(aid), OTHER_SECRET)))["code"] \
         == -31001
@@ -222,9 +217,7 @@ async def test_generated_secret_survives_restart(make_server):
 @pytest.mark.gen_test
 async def test_configured_secret_is_used(make_server):
     # PROTOCOL R10: tokens are signed with [auth] secret
-    h = await secret_server(make_server)
-    group = await h.group()
-    aid = await h.agent(group)
+    h, group, aid = await secret_server_and_agent(make_server)
     token = h.server.tokens.mint_agent(aid)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["typ"] == "agent" and claims["admin_id"] == aid
@@ -243,14 +236,13 @@ async def test_agent_login_unknown_disabled_and_group_disabled(make_server):
     other_group = await h.group("B")
     aid = await h.agent(group, "Alice")
     bob = await h.agent(other_group, "Bob")
-    assert_login_error(await login(h, 31000, token=sign(agent_claims(aid + bob + 100))),
-                       -31002)
+    assert_error(await login(h, 31000, token=sign(agent_claims(aid + bob + 100))), -31002)
     await h.server.store.set_agent_enabled(aid, False)
-    assert_login_error(await login(h, 31000, token=sign(agent_claims(aid))), -31003)
+    assert_error(await login(h, 31000, token=sign(agent_claims(aid))), -31003)
     await h.server.store.set_agent_enabled(aid, True)
     assert (await login(h, 31000, token=sign(agent_claims(aid))))["code"] == 200
     await h.server.store.set_group_enabled(other_group, False)
-    assert_login_error(await login(h, 31000, token=sign(agent_claims(bob))), -31004)
+    assert_error(await login(h, 31000, token=sign(agent_claims(bob))), -31004)
     await h.server.store.set_group_enabled(other_group, True)
     assert (await login(h, 31000, token=sign(agent_claims(bob))))["code"] == 200
 
@@ -260,10 +252,9 @@ async def test_guest_login_disabled_or_missing_group(make_server):
     # PROTOCOL 21000 -21004
     h = await secret_server(make_server)
     group = await h.group()
-    assert_login_error(await login(h, 21000, token=sign(guest_claims("u", group + 50))),
-                       -21004)
+    assert_error(await login(h, 21000, token=sign(guest_claims("u", group + 50))), -21004)
     await h.server.store.set_group_enabled(group, False)
-    assert_login_error(await login(h, 21000, token=sign(guest_claims("u", group))), -21004)
+    assert_error(await login(h, 21000, token=sign(guest_claims("u", group))), -21004)
     assert h.db("SELECT COUNT(*) FROM guests")[0][0] == 0
     await h.server.store.set_group_enabled(group, True)
     assert (await login(h, 21000, token=sign(guest_claims("u", group))))["code"] == 200
@@ -275,9 +266,8 @@ async def test_guest_login_disabled_or_missing_group(make_server):
 @pytest.mark.gen_test
 async def test_agent_token_refresh(make_server):
     # PROTOCOL R12: less than refresh_window left → is_refresh 1 and a working refresh_token
-    h = await secret_server(make_server, token_ttl=3600)  # refresh_window defaults to 1800
-    group = await h.group()
-    aid = await h.agent(group)
+    # token_ttl 3600: refresh_window defaults to 1800
+    h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600)
     old = agent_claims(aid, ttl=600)
     data = (await h.agent_client(aid, token=sign(old))).login_data
     assert data["is_refresh"] == 1
@@ -294,9 +284,7 @@ async def test_agent_token_refresh(make_server):
 @pytest.mark.gen_test
 async def test_fresh_agent_token_is_not_refreshed(make_server):
     # PROTOCOL R12
-    h = await secret_server(make_server, token_ttl=3600)
-    group = await h.group()
-    aid = await h.agent(group)
+    h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600)
     data = (await h.agent_client(aid, token=sign(agent_claims(aid, ttl=3000)))).login_data
     assert data["is_refresh"] == 0
     assert data["refresh_token"] == ""
@@ -326,9 +314,7 @@ async def test_guest_token_refresh_keeps_claims(make_server):
 @pytest.mark.gen_test
 async def test_refresh_window_setting(make_server):
     # PROTOCOL R12: refresh_window is configurable
-    h = await secret_server(make_server, token_ttl=3600, refresh_window=100)
-    group = await h.group()
-    aid = await h.agent(group)
+    h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600, refresh_window=100)
     first = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=600)))
     assert first.login_data["is_refresh"] == 0 and first.login_data["refresh_token"] == ""
     second = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=50)))
@@ -367,11 +353,6 @@ async def test_guest_created_once_per_group_and_uid(make_server):
 
 
 # -- login response data ---------------------------------------------------------------------
-
-AGENT_INFO_KEYS = {"aix", "admin_id", "name", "avatar", "group_id", "status", "load"}
-GUEST_INFO_KEYS = {"gid", "group_id", "name", "avatar", "online", "unread", "aix",
-                   "last_message", "updated_at"}
-
 
 @pytest.mark.gen_test
 async def test_agent_login_data(cschat_server):
@@ -600,3 +581,47 @@ async def test_healthz(cschat_server):
     status, body = await cschat_server.http("GET", "/healthz")
     assert status == 200
     assert body == {"status": "ok"}
+
+
+@pytest.mark.gen_test
+async def test_token_errors_say_why_in_plain_words(make_server):
+    # PROTOCOL R4: message is a short English reason, not a library's internals
+    h, group, aid = await secret_server_and_agent(make_server)
+    expired = jwt.encode({"typ": "agent", "admin_id": aid, "exp": int(time.time()) - 5},
+                         SECRET, algorithm="HS256")
+    assert (await login(h, 31000, token=expired))["message"] == "token invalid: token expired"
+    garbage = "\xb7" + "x" * 30
+    assert (await login(h, 31000, token=garbage))["message"] == \
+        "token invalid: token cannot be verified"
+
+
+@pytest.mark.gen_test
+async def test_refresh_keeps_the_shops_own_claims(make_server):
+    # PROTOCOL R12: the refresh token has the same claims (the shop's extra ones too)
+    h, group, _ = await secret_server_and_agent(make_server)
+    token = jwt.encode({"typ": "guest", "uid": "shopper-9", "group_id": group,
+                        "name": "Ann", "vip": "gold", "exp": int(time.time()) + 60},
+                       SECRET, algorithm="HS256")
+    data = (await login(h, 21000, token=token))["data"]
+    assert data["is_refresh"] == 1
+    claims = jwt.decode(data["refresh_token"], SECRET, algorithms=["HS256"])
+    assert claims["vip"] == "gold" and claims["uid"] == "shopper-9" and claims["name"] == "Ann"
+    assert claims["exp"] > time.time() + 3600
+
+
+@pytest.mark.gen_test
+async def test_admin_list_has_every_agent_and_avatars_are_web_addresses(make_server):
+    # PROTOCOL 31000: admin_list is every agent of my group, online or not (disabled ones
+    # show as offline); a guest avatar that is not an http(s) address is dropped
+    h, group, aid = await secret_server_and_agent(make_server)
+    gone = await h.agent(group, "Gone")
+    await h.server.store.set_agent_enabled(gone, False)
+    await h.server.chat._reload_directory()
+    agent = await h.agent_client(aid)
+    listed = {a["aix"]: a["status"] for a in agent.login_data["admin_list"]}
+    assert listed == {aid: "online", gone: "offline"}
+    token = jwt.encode({"typ": "guest", "uid": "u", "group_id": group,
+                        "avatar": "javascript:alert(1)", "exp": int(time.time()) + 3600},
+                       SECRET, algorithm="HS256")
+    await login(h, 21000, token=token)
+    assert h.db("SELECT avatar FROM guests") == [("",)]

@@ -6,71 +6,22 @@ there, and checks the exit status, stdout, stderr and the SQLite file.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import sqlite3
 import subprocess
-import sys
 import time
 
 import jwt
 import pytest
+from conftest import cschat, cschat_ok, free_port, query, read_db, write_config
 
 from cschat.auth import check_password
 
-CLI_TIMEOUT = 20
 SECRET = "a-test-secret-of-at-least-32-bytes"
-
-
-def cschat_script() -> str:
-    script = os.path.join(os.path.dirname(sys.executable), "cschat")
-    if os.path.exists(script):
-        return script
-    found = shutil.which("cschat")
-    assert found, "the cschat console script is not installed"
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def write_config(folder, sections: dict[str, dict[str, object]] | None = None,
-                 text: str | None = None) -> str:
-    """Write ``cschat.ini`` into ``folder``: a free port, the database next to it."""
-    path = folder / "cschat.ini"
-    if text is None:
-        merged = {"server": {"port": free_port()}, "database": {"path": "chat.db"}}
-        for section, values in (sections or {}).items():
-            merged[section] = {**merged.get(section, {}), **values}
-        text = "".join(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
-                       for section, values in merged.items())
-    path.write_text(text)
-    return str(path)
-
-
-def cschat(*args: str, config: str | None = None, stdin: str | None = None, cwd=None
-           ) -> subprocess.CompletedProcess:
-    """Run ``cschat ARGS [--config CONFIG]`` and return the finished process."""
-    command = [cschat_script(), *args] + (["--config", config] if config else [])
-    return subprocess.run(command, input=stdin if stdin is not None else "",
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=cwd)
-
-
-def ok(*args: str, config: str | None = None, stdin: str | None = None, cwd=None) -> str:
-    """Run a command that must succeed; return its stdout."""
-    result = cschat(*args, config=config, stdin=stdin, cwd=cwd)
-    assert result.returncode == 0, (args, result.returncode, result.stderr)
-    return result.stdout
 
 
 def new_id(*args: str, config: str) -> int:
     """Run an ``add`` command; its stdout must be the new id alone."""
-    out = ok(*args, config=config)
+    out = cschat_ok(*args, config=config)
     assert re.fullmatch(r"\d+\n?", out), repr(out)
     return int(out)
 
@@ -83,14 +34,6 @@ def failed(result: subprocess.CompletedProcess, status: int | None = None) -> No
     assert result.stderr.strip(), "a failing command explains itself on stderr"
 
 
-def db(folder, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(str(folder / "chat.db"))
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def config(tmp_path):
     return write_config(tmp_path)
@@ -100,33 +43,29 @@ def config(tmp_path):
 
 def test_init_creates_the_database(tmp_path, config):
     # `cschat init` creates the SQLite file (schema migrated, WAL) and exits 0.
-    ok("init", config=config)
+    cschat_ok("init", config=config)
     path = tmp_path / "chat.db"
     assert path.exists()
-    assert db(tmp_path, "PRAGMA user_version")[0][0] >= 1
-    assert db(tmp_path, "PRAGMA journal_mode")[0][0].lower() == "wal"
+    assert read_db(tmp_path, "PRAGMA user_version")[0][0] >= 1
+    assert read_db(tmp_path, "PRAGMA journal_mode")[0][0].lower() == "wal"
     group_id = new_id("group", "add", "Shop", config=config)
     # Running it again is harmless: nothing is lost.
-    ok("init", config=config)
-    assert db(tmp_path, "SELECT id, name FROM groups") == [(group_id, "Shop")]
+    cschat_ok("init", config=config)
+    assert read_db(tmp_path, "SELECT id, name FROM groups") == [(group_id, "Shop")]
 
 
 def test_no_config_uses_the_working_directory(tmp_path):
     # Without --config cschat runs on the embedded defaults: database cschat.db in the cwd.
     work = tmp_path / "work"
     work.mkdir()
-    ok("init", cwd=str(work))
+    cschat_ok("init", cwd=str(work))
     assert (work / "cschat.db").exists()
     result = cschat("group", "add", "Shop", cwd=str(work))
     assert result.returncode == 0, result.stderr
     group_id = int(result.stdout)
     assert str(group_id) in cschat("group", "list", cwd=str(work)).stdout
-    conn = sqlite3.connect(str(work / "cschat.db"))
-    try:
-        assert conn.execute("SELECT name FROM groups WHERE id = ?", (group_id,)).fetchall() \
-            == [("Shop",)]
-    finally:
-        conn.close()
+    assert query(work / "cschat.db", "SELECT name FROM groups WHERE id = ?", (group_id,)) \
+        == [("Shop",)]
 
 
 # -- groups ----------------------------------------------------------------------------------
@@ -135,22 +74,24 @@ def test_group_add_list_disable_enable(tmp_path, config):
     shop = new_id("group", "add", "Shop", config=config)
     support = new_id("group", "add", "Support Desk", config=config)
     assert shop != support
-    listing = ok("group", "list", config=config)
+    listing = cschat_ok("group", "list", config=config)
     for group_id, name in ((shop, "Shop"), (support, "Support Desk")):
         assert any(line.split()[:1] == [str(group_id)] and name in line
                    for line in listing.splitlines()), listing
 
-    assert ok("group", "disable", str(shop), config=config).strip() == ""
-    assert db(tmp_path, "SELECT id, enabled FROM groups ORDER BY id") == [(shop, 0), (support, 1)]
-    ok("group", "enable", str(shop), config=config)
-    assert db(tmp_path, "SELECT id, enabled FROM groups ORDER BY id") == [(shop, 1), (support, 1)]
+    assert cschat_ok("group", "disable", str(shop), config=config).strip() == ""
+    assert read_db(tmp_path, "SELECT id, enabled FROM groups ORDER BY id") \
+        == [(shop, 0), (support, 1)]
+    cschat_ok("group", "enable", str(shop), config=config)
+    assert read_db(tmp_path, "SELECT id, enabled FROM groups ORDER BY id") \
+        == [(shop, 1), (support, 1)]
 
 
 def test_group_unknown_id_is_refused(tmp_path, config):
     shop = new_id("group", "add", "Shop", config=config)
     for action in ("disable", "enable"):
         failed(cschat("group", action, str(shop + 100), config=config))
-    assert db(tmp_path, "SELECT enabled FROM groups") == [(1,)]
+    assert read_db(tmp_path, "SELECT enabled FROM groups") == [(1,)]
 
 
 # -- agents ----------------------------------------------------------------------------------
@@ -162,8 +103,8 @@ def test_agent_add_list_disable_enable(tmp_path, config):
                    "--password", "pa55word", config=config)
     bob = new_id("agent", "add", "--group", str(group_id), "--name", "Bob", config=config)
     assert alice != bob
-    rows = db(tmp_path, "SELECT id, group_id, name, avatar, username, password_hash, enabled "
-                        "FROM agents ORDER BY id")
+    rows = read_db(tmp_path, "SELECT id, group_id, name, avatar, username, password_hash, "
+                             "enabled FROM agents ORDER BY id")
     assert [row[:5] for row in rows] == [
         (alice, group_id, "Alice", "https://shop.example/a.png", "alice"),
         (bob, group_id, "Bob", "", None)]
@@ -172,15 +113,15 @@ def test_agent_add_list_disable_enable(tmp_path, config):
     assert check_password("pa55word", alice_hash)
     assert [row[6] for row in rows] == [1, 1]
 
-    listing = ok("agent", "list", config=config)
+    listing = cschat_ok("agent", "list", config=config)
     for admin_id, name in ((alice, "Alice"), (bob, "Bob")):
         assert any(line.split()[:1] == [str(admin_id)] and name in line
                    for line in listing.splitlines()), listing
 
-    ok("agent", "disable", str(alice), config=config)
-    assert db(tmp_path, "SELECT id, enabled FROM agents ORDER BY id") == [(alice, 0), (bob, 1)]
-    ok("agent", "enable", str(alice), config=config)
-    assert db(tmp_path, "SELECT id, enabled FROM agents ORDER BY id") == [(alice, 1), (bob, 1)]
+    cschat_ok("agent", "disable", str(alice), config=config)
+    assert read_db(tmp_path, "SELECT id, enabled FROM agents ORDER BY id") == [(alice, 0), (bob, 1)]
+    cschat_ok("agent", "enable", str(alice), config=config)
+    assert read_db(tmp_path, "SELECT id, enabled FROM agents ORDER BY id") == [(alice, 1), (bob, 1)]
 
 
 def test_agent_add_refuses_unknown_group_and_taken_username(tmp_path, config):
@@ -193,11 +134,11 @@ def test_agent_add_refuses_unknown_group_and_taken_username(tmp_path, config):
                     "--username", "alice", "--password", "two", config=config)
     failed(result)
     assert result.stdout.strip() == ""
-    assert db(tmp_path, "SELECT name FROM agents") == [("Alice",)]
+    assert read_db(tmp_path, "SELECT name FROM agents") == [("Alice",)]
 
 
 def test_agent_unknown_id_is_refused(tmp_path, config):
-    ok("init", config=config)
+    cschat_ok("init", config=config)
     for action in ("disable", "enable"):
         failed(cschat("agent", action, "4242", config=config))
     failed(cschat("agent", "password", "4242", config=config, stdin="secret\n"))
@@ -207,17 +148,18 @@ def test_agent_password_is_read_from_stdin(tmp_path, config):
     group_id = new_id("group", "add", "Shop", config=config)
     alice = new_id("agent", "add", "--group", str(group_id), "--name", "Alice",
                    "--username", "alice", "--password", "old-password", config=config)
-    (before,), = db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,))
+    (before,), = read_db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,))
     result = cschat("agent", "password", str(alice), config=config, stdin="n3w pass\n")
     assert result.returncode == 0, result.stderr
     assert "n3w pass" not in result.stdout + result.stderr
-    (after,), = db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,))
+    (after,), = read_db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,))
     assert after != before and "n3w pass" not in after
     assert check_password("n3w pass", after)
     assert not check_password("old-password", after)
     # Nothing on stdin is no password at all: refused, the hash stays.
     failed(cschat("agent", "password", str(alice), config=config, stdin=""))
-    assert db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,)) == [(after,)]
+    assert read_db(tmp_path, "SELECT password_hash FROM agents WHERE id = ?", (alice,)) \
+        == [(after,)]
 
 
 # -- tokens (PROTOCOL R10, R11) ----------------------------------------------------------------
@@ -235,7 +177,7 @@ def test_token_agent(tmp_path):
     alice = new_id("agent", "add", "--group", str(group_id), "--name", "Alice", config=config)
 
     now = time.time()
-    out = ok("token", "agent", str(alice), "--ttl", "120", config=config)
+    out = cschat_ok("token", "agent", str(alice), "--ttl", "120", config=config)
     claims = _claims(out)
     assert claims["typ"] == "agent"
     assert claims["admin_id"] == alice and type(claims["admin_id"]) is int
@@ -244,7 +186,7 @@ def test_token_agent(tmp_path):
     # Signed with the configured secret.
     jwt.decode(out.strip(), SECRET, algorithms=["HS256"])
 
-    default = _claims(ok("token", "agent", str(alice), config=config))
+    default = _claims(cschat_ok("token", "agent", str(alice), config=config))
     assert abs(default["exp"] - (time.time() + 3600)) <= 5  # [auth] token_ttl
 
     result = cschat("token", "agent", str(alice + 99), config=config)
@@ -258,7 +200,7 @@ def test_token_guest(tmp_path):
     group_id = new_id("group", "add", "Shop", config=config)
 
     now = time.time()
-    out = ok("token", "guest", "shop-user-7", "--group", str(group_id), "--name", "Ann",
+    out = cschat_ok("token", "guest", "shop-user-7", "--group", str(group_id), "--name", "Ann",
              "--ttl", "300", config=config)
     claims = _claims(out)
     assert claims["typ"] == "guest"
@@ -268,7 +210,7 @@ def test_token_guest(tmp_path):
     assert abs(claims["exp"] - (now + 300)) <= 5
     jwt.decode(out.strip(), SECRET, algorithms=["HS256"])
 
-    plain = _claims(ok("token", "guest", "42", "--group", str(group_id), config=config))
+    plain = _claims(cschat_ok("token", "guest", "42", "--group", str(group_id), config=config))
     assert plain["uid"] == "42" and isinstance(plain["uid"], str)
     assert plain.get("name", "") == ""
     assert abs(plain["exp"] - (time.time() + 3600)) <= 5
@@ -282,9 +224,9 @@ def test_token_secret_is_kept_when_none_is_configured(tmp_path, config):
     # PROTOCOL R10: with no [auth] secret, one secret is generated once and kept.
     group_id = new_id("group", "add", "Shop", config=config)
     alice = new_id("agent", "add", "--group", str(group_id), "--name", "Alice", config=config)
-    first = ok("token", "agent", str(alice), config=config).strip()
-    second = ok("token", "guest", "u1", "--group", str(group_id), config=config).strip()
-    (secret,), = db(tmp_path, "SELECT value FROM meta WHERE key = 'secret'")
+    first = cschat_ok("token", "agent", str(alice), config=config).strip()
+    second = cschat_ok("token", "guest", "u1", "--group", str(group_id), config=config).strip()
+    (secret,), = read_db(tmp_path, "SELECT value FROM meta WHERE key = 'secret'")
     for token in (first, second):
         jwt.decode(token, secret, algorithms=["HS256"])
 

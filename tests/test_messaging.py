@@ -6,11 +6,7 @@ import asyncio
 import time
 
 import pytest
-
-MESSAGE_KEYS = {"id", "gid", "group_id", "sender", "admin_id", "file_type", "msg",
-                "client_msg_id", "created_at", "read"}
-GUEST_INFO_KEYS = {"gid", "group_id", "name", "avatar", "online", "unread", "aix",
-                   "last_message", "updated_at"}
+from conftest import GUEST_INFO_KEYS, MESSAGE_INFO_KEYS
 
 PRODUCT = {"id": "sku-1", "title": "Blue mug", "price": 12.5,
            "image": "https://shop.example/mug.png", "url": "https://shop.example/p/1"}
@@ -19,17 +15,28 @@ ORDER = {"order_no": "A-1001", "title": "Two mugs", "amount": 25, "status": "pai
 
 
 async def setup_pair(h, uid="u1", name="Ann"):
-    """A group, one online agent and one guest assigned to it."""
-    group_id = await h.group()
-    aid = await h.agent(group_id, "Alice")
-    agent = await h.agent_client(aid)
-    guest = await h.guest_client(uid, group_id, name)
+    """A group, one online agent and one guest assigned to it (its 32401 taken), and the gid."""
+    group_id, aid, agent, guest = await h.pair(uid, name)
     await agent.push(32401)
     return group_id, aid, agent, guest, guest.login_data["gid"]
 
 
+async def two_pairs(h):
+    """Alice logs in and gets guest g1, then Bob logs in and gets g2 (both 32401 taken)."""
+    group_id = await h.group()
+    a1 = await h.agent(group_id, "Alice")
+    a2 = await h.agent(group_id, "Bob")
+    alice = await h.agent_client(a1)
+    g1 = await h.guest_client("g1", group_id)
+    await alice.push(32401)
+    bob = await h.agent_client(a2)
+    g2 = await h.guest_client("g2", group_id)
+    await bob.push(32401)
+    return group_id, a1, a2, alice, bob, g1, g2
+
+
 def check_message(m, *, gid, group_id, sender, admin_id, file_type, msg, client_msg_id=None):
-    assert MESSAGE_KEYS <= set(m), m
+    assert MESSAGE_INFO_KEYS <= set(m), m
     assert type(m["id"]) is int
     assert m["gid"] == gid
     assert m["group_id"] == group_id
@@ -96,9 +103,7 @@ async def test_chat_list_last_message_null_and_offline(cschat_server):
 async def test_chat_list_most_recent_activity_first(cschat_server):
     # PROTOCOL 32000: most recent activity first
     h = cschat_server
-    group_id = await h.group()
-    aid = await h.agent(group_id, "Alice")
-    agent = await h.agent_client(aid)
+    group_id, aid, agent = await h.logged_in_agent()
     guests = []
     for uid in ("g1", "g2", "g3"):
         guests.append(await h.guest_client(uid, group_id, uid))
@@ -124,15 +129,7 @@ async def test_chat_list_most_recent_activity_first(cschat_server):
 async def test_chat_list_only_my_conversations(cschat_server):
     # PROTOCOL 32000: my assigned conversations only
     h = cschat_server
-    group_id = await h.group()
-    a1 = await h.agent(group_id, "Alice")
-    a2 = await h.agent(group_id, "Bob")
-    alice = await h.agent_client(a1)
-    g1 = await h.guest_client("g1", group_id)
-    await alice.push(32401)
-    bob = await h.agent_client(a2)
-    g2 = await h.guest_client("g2", group_id)
-    await bob.push(32401)
+    group_id, a1, a2, alice, bob, g1, g2 = await two_pairs(h)
     assert g2.login_data["agent"]["admin_id"] == a2
     assert [i["gid"] for i in (await alice.ok(32000))["guest_list"]] == [g1.login_data["gid"]]
     assert [i["gid"] for i in (await bob.ok(32000))["guest_list"]] == [g2.login_data["gid"]]
@@ -451,15 +448,7 @@ async def test_agent_send_errors(cschat_server):
 async def test_agent_send_not_assigned(cschat_server):
     # PROTOCOL 32300 -32304
     h = cschat_server
-    group_id = await h.group()
-    a1 = await h.agent(group_id, "Alice")
-    a2 = await h.agent(group_id, "Bob")
-    alice = await h.agent_client(a1)
-    g1 = await h.guest_client("g1", group_id)
-    await alice.push(32401)
-    bob = await h.agent_client(a2)
-    g2 = await h.guest_client("g2", group_id)
-    await bob.push(32401)
+    group_id, a1, a2, alice, bob, g1, g2 = await two_pairs(h)
     other_group = await h.group("Other")
     await h.agent(other_group, "Olga")
     stranger = await h.guest_client("s1", other_group)
@@ -833,3 +822,26 @@ async def test_every_agent_connection_gets_pushes(cschat_server):
     await guest.ok(22200)
     for connection in (agent, second):
         assert (await connection.push(32299))["data"]["gid"] == gid
+
+
+@pytest.mark.parametrize("file_type, card", [
+    (3, {"id": "p1", "title": "Shoe", "price": 1, "evil": "x"}),
+    (4, {"order_no": "A1", "amount": 3, "price": 9}),
+    (3, '{"id": "p1", "title": "Shoe", "price": 1}'),
+])
+@pytest.mark.gen_test
+async def test_cards_take_only_their_fields(cschat_server, file_type, card):
+    # PROTOCOL R26: "any other shape is -32303 / -22303" (extra fields, a JSON string)
+    _, _, agent, guest = await cschat_server.pair()
+    gid = guest.login_data["gid"]
+    assert (await agent.call(32300, gid=gid, msg=card, file_type=file_type))["code"] == -32303
+    assert (await guest.call(22300, msg=card, file_type=file_type))["code"] == -22303
+    assert cschat_server.db("SELECT COUNT(*) FROM messages") == [(0,)]
+
+
+@pytest.mark.gen_test
+async def test_file_type_may_be_a_string_of_digits(cschat_server):
+    # PROTOCOL R3 (numeric parameters as digit strings) for 22300's file_type
+    _, _, _, guest = await cschat_server.pair()
+    sent = await guest.ok(22300, msg="hello", file_type="0")
+    assert sent["message_info"]["file_type"] == 0

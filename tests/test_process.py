@@ -2,48 +2,23 @@
 
 These tests start the installed console script, talk to it over real
 WebSockets and HTTP, and end it with signals. The process is always killed
-in a ``finally``.
+on the way out (``running``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import os
+import contextlib
 import re
-import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
-import tornado.httpclient
-import tornado.websocket
-
-TIMEOUT = 5.0
-CLI_TIMEOUT = 20
-
+from conftest import Client, cschat_ok, cschat_script, free_port, http, read_db, write_config
 
 # -- processes -------------------------------------------------------------------------------
-
-def cschat_script() -> str:
-    script = os.path.join(os.path.dirname(sys.executable), "cschat")
-    if os.path.exists(script):
-        return script
-    found = shutil.which("cschat")
-    assert found, "the cschat console script is not installed"
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
@@ -55,29 +30,17 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def write_config(folder, sections: dict[str, dict[str, object]] | None = None) -> tuple[str, int]:
+def config_and_port(folder, sections: dict[str, dict[str, object]] | None = None
+                    ) -> tuple[str, int]:
     """Write ``cschat.ini`` (free port, database next to it); return its path and port."""
     port = free_port()
-    merged = {"server": {"port": port}, "database": {"path": "chat.db"}}
-    for section, values in (sections or {}).items():
-        merged[section] = {**merged.get(section, {}), **values}
-    path = folder / "cschat.ini"
-    path.write_text("".join(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
-                            for section, values in merged.items()))
-    return str(path), port
-
-
-def cli_sync(config: str, *args: str, stdin: str = "") -> str:
-    result = subprocess.run([cschat_script(), *args, "--config", config], input=stdin,
-                            capture_output=True, text=True, timeout=CLI_TIMEOUT)
-    assert result.returncode == 0, (args, result.returncode, result.stderr)
-    return result.stdout.strip()
+    return write_config(folder, {"server": {"port": port}, **(sections or {})}), port
 
 
 async def cli(config: str, *args: str, stdin: str = "") -> str:
     """Run a CLI command that must succeed, without blocking the test's event loop."""
     return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: cli_sync(config, *args, stdin=stdin))
+        None, lambda: cschat_ok(*args, config=config, stdin=stdin).strip())
 
 
 class ServerProcess:
@@ -130,85 +93,15 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-async def http(url: str, method: str, path: str, body=None) -> tuple[int, dict]:
-    request = tornado.httpclient.HTTPRequest(
-        url + path, method=method, body=None if body is None else json.dumps(body),
-        request_timeout=TIMEOUT)
-    response = await tornado.httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
-    return response.code, json.loads(response.body) if response.body else {}
-
-
-# -- a small WebSocket client ----------------------------------------------------------------
-
-class Ws:
-    """One connection to ``/ws``; responses by ``seq``, pushes kept apart."""
-
-    def __init__(self, connection, call_type: int):
-        self.connection = connection
-        self.call_type = call_type
-        self.frames: list[dict] = []
-        self.seqs = itertools.count(1)
-        self.login_data: dict = {}
-
-    @classmethod
-    async def open(cls, port: int, call_type: int) -> Ws:
-        return cls(await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws"),
-                   call_type)
-
-    @classmethod
-    async def login(cls, port: int, call_type: int, token: str) -> Ws:
-        ws = await cls.open(port, call_type)
-        frame = await ws.call(31000 if call_type == 3 else 21000, token=token)
-        assert frame["code"] == 200, frame
-        ws.login_data = frame["data"]
-        return ws
-
-    def send(self, api_key: int, **params) -> int:
-        seq = next(self.seqs)
-        self.connection.write_message(json.dumps(
-            {"api_key": api_key, "call_type": self.call_type, "seq": seq, **params}))
-        return seq
-
-    async def read(self, timeout: float = TIMEOUT) -> dict | None:
-        text = await asyncio.wait_for(self.connection.read_message(), timeout)
-        return None if text is None else json.loads(text)
-
-    async def response(self, seq: int, timeout: float = TIMEOUT) -> dict:
-        for index, frame in enumerate(self.frames):
-            if frame.get("seq") == seq:
-                return self.frames.pop(index)
-        while True:
-            frame = await self.read(timeout)
-            assert frame is not None, f"closed while waiting for seq {seq}"
-            if frame.get("seq") == seq:
-                return frame
-            self.frames.append(frame)
-
-    async def call(self, api_key: int, **params) -> dict:
-        return await self.response(self.send(api_key, **params))
-
-    async def push(self, code: int, timeout: float = TIMEOUT) -> dict:
-        for index, frame in enumerate(self.frames):
-            if frame.get("code") == code and "seq" not in frame:
-                return self.frames.pop(index)
-        while True:
-            frame = await self.read(timeout)
-            assert frame is not None, f"closed while waiting for push {code}"
-            if frame.get("code") == code and "seq" not in frame:
-                return frame
-            self.frames.append(frame)
-
-    async def closed(self, timeout: float = TIMEOUT) -> int | None:
-        """Read until the server closes the connection; return the close code."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.read(max(0.01, deadline - time.monotonic()))
-            if frame is None:
-                return self.connection.close_code
-            self.frames.append(frame)
-
-    def close(self) -> None:
-        self.connection.close()
+@contextlib.asynccontextmanager
+async def running(folder, config: str | None, port: int):
+    """A started :class:`ServerProcess`, always killed on the way out."""
+    server = ServerProcess(folder, config, port)
+    try:
+        await server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 async def setup_directory(config: str, username: str | None = None,
@@ -221,12 +114,10 @@ async def setup_directory(config: str, username: str | None = None,
     return group_id, admin_id
 
 
-def read_db(folder, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(str(folder / "chat.db"))
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+async def tokens(config: str, admin_id: int, group_id: int, uid: str = "u1") -> tuple[str, str]:
+    """Tokens minted with the CLI: ``(agent_token, guest_token)`` for guest ``uid``."""
+    return (await cli(config, "token", "agent", str(admin_id)),
+            await cli(config, "token", "guest", uid, "--group", str(group_id)))
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -236,30 +127,23 @@ async def test_run_on_embedded_defaults(tmp_path):
     # PROTOCOL §7 /healthz; `cschat run` with no --config listens on 8700 with cschat.db in cwd.
     if not port_is_free(8700):
         pytest.skip("port 8700 is in use")
-    server = ServerProcess(tmp_path, None, 8700)
-    try:
-        await server.start()
+    async with running(tmp_path, None, 8700) as server:
         assert (tmp_path / "cschat.db").exists()
         server.signal(signal.SIGTERM)
         assert await server.exited(5) == 0
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_acknowledged_messages_survive_sigkill(tmp_path):
     # PROTOCOL R20: a 200 to 22300 / 32300 means committed; SIGKILL loses none of them.
     # PROTOCOL R10: with no secret configured, tokens survive the restart.
-    config, port = write_config(tmp_path, {"chat": {"rate_limit": 1000}})
+    config, port = config_and_port(tmp_path, {"chat": {"rate_limit": 1000}})
     group_id, admin_id = await setup_directory(config)
-    agent_token = await cli(config, "token", "agent", str(admin_id))
-    guest_token = await cli(config, "token", "guest", "shopper-1", "--group", str(group_id))
+    agent_token, guest_token = await tokens(config, admin_id, group_id, "shopper-1")
 
-    server = ServerProcess(tmp_path, config, port)
-    try:
-        await server.start()
-        agent = await Ws.login(port, 3, agent_token)
-        guest = await Ws.login(port, 1, guest_token)
+    async with running(tmp_path, config, port) as server:
+        agent = await Client.login(port, 3, agent_token)
+        guest = await Client.login(port, 1, guest_token)
         gid = guest.login_data["gid"]
         assert guest.login_data["agent"]["admin_id"] == admin_id
         await agent.push(32401)
@@ -293,7 +177,7 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path):
         assert len(acked) >= 200
 
         await server.start()
-        guest = await Ws.login(port, 1, guest_token)
+        guest = await Client.login(port, 1, guest_token)
         assert guest.login_data["gid"] == gid
         history: list[dict] = []
         after_id = 0
@@ -318,23 +202,18 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path):
         assert len(rows) == len(by_id)
         for message_id, (_, text) in acked.items():
             assert by_id[message_id] == text
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path):
     # Graceful shutdown: every WebSocket closes with 1001, the process exits 0 within 5 s.
-    config, port = write_config(tmp_path)
+    config, port = config_and_port(tmp_path)
     group_id, admin_id = await setup_directory(config)
-    agent_token = await cli(config, "token", "agent", str(admin_id))
-    guest_token = await cli(config, "token", "guest", "u1", "--group", str(group_id))
-    server = ServerProcess(tmp_path, config, port)
-    try:
-        await server.start()
-        agent = await Ws.login(port, 3, agent_token)
-        guest = await Ws.login(port, 1, guest_token)
-        anonymous = await Ws.open(port, 1)  # connected, not logged in
+    agent_token, guest_token = await tokens(config, admin_id, group_id)
+    async with running(tmp_path, config, port) as server:
+        agent = await Client.login(port, 3, agent_token)
+        guest = await Client.login(port, 1, guest_token)
+        anonymous = await Client.connect(port, 1)  # connected, not logged in
         answer = await guest.call(22300, msg="before shutdown")
         assert answer["code"] == 200
         started = time.monotonic()
@@ -345,8 +224,6 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path):
         message_id = answer["data"]["message_info"]["id"]
         assert read_db(tmp_path, "SELECT body FROM messages WHERE id = ?", (message_id,)) \
             == [("before shutdown",)]
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -403,20 +280,18 @@ async def test_burst_of_many_guests(make_server):
 @pytest.mark.gen_test(timeout=30)
 async def test_cli_disables_agent_of_running_server(tmp_path):
     # PROTOCOL R7: the CLI disables an agent → -9999 push, then its connections close.
-    config, port = write_config(tmp_path)
+    config, port = config_and_port(tmp_path)
     group_id, admin_id = await setup_directory(config)
     token = await cli(config, "token", "agent", str(admin_id))
-    server = ServerProcess(tmp_path, config, port)
-    try:
-        await server.start()
-        tabs = [await Ws.login(port, 3, token) for _ in range(2)]  # R14: two tabs
+    async with running(tmp_path, config, port) as server:
+        tabs = [await Client.login(port, 3, token) for _ in range(2)]  # R14: two tabs
         await cli(config, "agent", "disable", str(admin_id))
         started = time.monotonic()
         for tab in tabs:
             push = await tab.push(-9999, timeout=3)
             assert push["code"] == -9999 and "seq" not in push
             await tab.closed(timeout=3.5 - (time.monotonic() - started))
-        again = await Ws.open(port, 3)
+        again = await Client.connect(port, 3)
         assert (await again.call(31000, token=token))["code"] == -31003
 
         # A new agent added while the server runs can log in at once.
@@ -426,7 +301,7 @@ async def test_cli_disables_agent_of_running_server(tmp_path):
                                 {"username": "bob", "password": "first-pass"})
         assert code == 200 and body["code"] == 200, body
         assert body["data"]["admin_id"] == new_id
-        bob = await Ws.login(port, 3, body["data"]["token"])
+        bob = await Client.login(port, 3, body["data"]["token"])
         assert bob.login_data["ix"]
         listed = [a["admin_id"] for a in bob.login_data["admin_list"]]
         assert new_id in listed
@@ -439,35 +314,30 @@ async def test_cli_disables_agent_of_running_server(tmp_path):
         code, body = await http(server.url, "POST", "/api/login",
                                 {"username": "bob", "password": "second-pass"})
         assert code == 200 and body["code"] == 200
-    finally:
-        server.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_cli_disables_group_of_running_server(tmp_path):
     # PROTOCOL R7: disabling a group ends its agents' and guests' sessions with -9999;
     # -31004 / -21004 while disabled; enabling it lets them back in.
-    config, port = write_config(tmp_path)
+    config, port = config_and_port(tmp_path)
     group_id, admin_id = await setup_directory(config)
-    agent_token = await cli(config, "token", "agent", str(admin_id))
-    guest_token = await cli(config, "token", "guest", "u1", "--group", str(group_id))
-    server = ServerProcess(tmp_path, config, port)
-    try:
-        await server.start()
-        agent = await Ws.login(port, 3, agent_token)
-        guest = await Ws.login(port, 1, guest_token)
+    agent_token, guest_token = await tokens(config, admin_id, group_id)
+    async with running(tmp_path, config, port):
+        agent = await Client.login(port, 3, agent_token)
+        guest = await Client.login(port, 1, guest_token)
         await cli(config, "group", "disable", str(group_id))
         for ws in (agent, guest):
             assert (await ws.push(-9999, timeout=3))["code"] == -9999
             await ws.closed(timeout=3)
-        assert (await (await Ws.open(port, 3)).call(31000, token=agent_token))["code"] == -31004
-        assert (await (await Ws.open(port, 1)).call(21000, token=guest_token))["code"] == -21004
+        assert (await (await Client.connect(port, 3)).call(31000, token=agent_token))["code"] \
+            == -31004
+        assert (await (await Client.connect(port, 1)).call(21000, token=guest_token))["code"] \
+            == -21004
 
         await cli(config, "group", "enable", str(group_id))
-        await Ws.login(port, 3, agent_token)
-        await Ws.login(port, 1, guest_token)
-    finally:
-        server.stop()
+        await Client.login(port, 3, agent_token)
+        await Client.login(port, 1, guest_token)
 
 
 def _lines(log: str, *needles: str) -> list[str]:
@@ -483,18 +353,16 @@ def _has_id(line: str, role: str, ident: int) -> bool:
 async def test_log_lines_without_secrets(tmp_path):
     # Operations: a log line per connect / login / close naming ix, role and id;
     # tokens, passwords and message texts never reach the log.
-    config, port = write_config(tmp_path)
+    config, port = config_and_port(tmp_path)
     group_id, admin_id = await setup_directory(config, "alice", "hunter2-password")
     guest_token = await cli(config, "token", "guest", "u1", "--group", str(group_id))
-    server = ServerProcess(tmp_path, config, port)
-    try:
-        await server.start()
+    async with running(tmp_path, config, port) as server:
         code, body = await http(server.url, "POST", "/api/login",
                                 {"username": "alice", "password": "hunter2-password"})
         assert code == 200, body
         agent_token = body["data"]["token"]
-        agent = await Ws.login(port, 3, agent_token)
-        guest = await Ws.login(port, 1, guest_token)
+        agent = await Client.login(port, 3, agent_token)
+        guest = await Client.login(port, 1, guest_token)
         gid = guest.login_data["gid"]
         assert (await guest.call(22300, msg="guest-private-text-8317"))["code"] == 200
         await agent.push(32399)
@@ -519,5 +387,3 @@ async def test_log_lines_without_secrets(tmp_path):
             assert secret not in log
         for token in (agent_token, guest_token):
             assert token.split(".")[2] not in log  # not even the signature
-    finally:
-        server.stop()

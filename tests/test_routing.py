@@ -8,11 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-AGENT_INFO_KEYS = {"aix", "admin_id", "name", "avatar", "group_id", "status", "load"}
-MESSAGE_INFO_KEYS = {"id", "gid", "group_id", "sender", "admin_id", "file_type", "msg",
-                     "client_msg_id", "created_at", "read"}
-
+from conftest import AGENT_INFO_KEYS, MESSAGE_INFO_KEYS, assert_error
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -79,10 +75,17 @@ def assigned_aix(h, gid):
     return h.db("SELECT assigned_aix FROM guests WHERE gid = ?", (gid,))[0][0]
 
 
-async def error_code(client, api_key, **params) -> int:
-    frame = await client.call(api_key, **params)
-    assert frame["status"] == "Error" and frame["data"] == {}, frame
-    return frame["code"]
+async def agents_a_and_b(h):
+    """A group with agents A and B, of which A is logged in: ``(group, a, b, ca)``."""
+    group = await h.group()
+    a, b = await h.agent(group, "A"), await h.agent(group, "B")
+    return group, a, b, await h.agent_client(a)
+
+
+async def a_with_two_guests(h):
+    """As ``agents_a_and_b``, then guests u1 and u2 log in: ``(group, a, b, ca, g1, g2)``."""
+    group, a, b, ca = await agents_a_and_b(h)
+    return group, a, b, ca, await h.guest_client("u1", group), await h.guest_client("u2", group)
 
 
 # -- R24 assignment ------------------------------------------------------------------------
@@ -92,10 +95,7 @@ async def error_code(client, api_key, **params) -> int:
 async def test_guest_login_assigns_agent_with_pushes(cschat_server):
     # PROTOCOL R24: assignment on login pushes 32401 (from_aix null) and 22401
     h = cschat_server
-    group = await h.group()
-    aid = await h.agent(group, "Alice")
-    agent = await h.agent_client(aid)
-    guest = await h.guest_client("u1", group, "Ann")
+    group, aid, agent, guest = await h.pair()
     gid = gid_of(guest)
 
     login_agent = guest.login_data["agent"]
@@ -122,9 +122,8 @@ async def test_guest_login_assigns_agent_with_pushes(cschat_server):
 async def test_new_guests_go_to_least_loaded_agent(cschat_server):
     # PROTOCOL R24: least loaded online agent; successive guests alternate
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca, cb = await h.agent_client(a), await h.agent_client(b)
+    group, a, b, ca = await agents_a_and_b(h)
+    cb = await h.agent_client(b)
     chosen = []
     for n in range(4):
         guest = await h.guest_client(f"u{n}", group)
@@ -140,9 +139,7 @@ async def test_new_guests_go_to_least_loaded_agent(cschat_server):
 async def test_later_agent_with_fewer_chats_gets_next_guest(cschat_server):
     # PROTOCOL R24: fewest open conversations wins, whoever logged in first
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    await h.agent_client(a)
+    group, a, b, _ = await agents_a_and_b(h)
     for n in range(2):
         guest = await h.guest_client(f"u{n}", group)
         assert guest.login_data["agent"]["aix"] == a
@@ -156,9 +153,8 @@ async def test_later_agent_with_fewer_chats_gets_next_guest(cschat_server):
 async def test_tie_goes_to_longest_idle_agent(cschat_server):
     # PROTOCOL R24: equal load, ties broken by longest idle
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    clients = {a: await h.agent_client(a), b: await h.agent_client(b)}
+    group, a, b, ca = await agents_a_and_b(h)
+    clients = {a: ca, b: await h.agent_client(b)}
     first = await h.guest_client("u1", group)
     busy = first.login_data["agent"]["aix"]
     await clients[busy].ok(32700, gid=gid_of(first))
@@ -177,9 +173,7 @@ async def test_tie_goes_to_longest_idle_agent(cschat_server):
 async def test_full_agent_queues_guests_until_capacity_frees(make_server):
     # PROTOCOL R24 agent_capacity, queue oldest first; 22300 22098 once per queued period
     h = await make_server(chat={"agent_capacity": 1})
-    group = await h.group()
-    aid = await h.agent(group, "A")
-    agent = await h.agent_client(aid)
+    group, aid, agent = await h.logged_in_agent("A")
     g1 = await h.guest_client("u1", group)
     assert g1.login_data["agent"]["aix"] == aid
     await agent.push(32401)
@@ -251,9 +245,7 @@ async def test_queue_drains_when_agent_logs_in(cschat_server):
 async def test_queue_drains_when_agent_resumes(cschat_server):
     # PROTOCOL R24: suspended agents get no new guests; the queue drains on resume (32500 0)
     h = cschat_server
-    group = await h.group()
-    aid = await h.agent(group, "A")
-    agent = await h.agent_client(aid)
+    group, aid, agent = await h.logged_in_agent("A")
     assert await agent.ok(32500, status=1) == {"status": 1}
     guest = await h.guest_client("u1", group)
     assert guest.login_data["agent"] is None
@@ -273,11 +265,7 @@ async def test_queue_drains_when_agent_resumes(cschat_server):
 
 async def _sticky_setup(h):
     """A holds two guests, B none; A ends the first: A load 1, B load 0."""
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
-    g1 = await h.guest_client("u1", group)
-    g2 = await h.guest_client("u2", group)
+    group, a, b, ca, g1, g2 = await a_with_two_guests(h)
     assert g1.login_data["agent"]["aix"] == a and g2.login_data["agent"]["aix"] == a
     cb = await h.agent_client(b)
     await ca.ok(32700, gid=gid_of(g1))
@@ -322,9 +310,8 @@ async def test_sticky_skips_suspended_last_agent(cschat_server):
 async def test_suspended_agent_gets_no_new_guests_and_load_counts(cschat_server):
     # PROTOCOL R24 suspended agents, load; 33000 / 31000 admin_list agent_info load
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca, cb = await h.agent_client(a), await h.agent_client(b)
+    group, a, b, ca = await agents_a_and_b(h)
+    cb = await h.agent_client(b)
     await cb.ok(32500, status=1)
     gids = []
     for n in range(3):
@@ -351,10 +338,7 @@ async def test_suspended_agent_gets_no_new_guests_and_load_counts(cschat_server)
 async def test_offline_guest_released_after_release_after(make_server):
     # PROTOCOL R24 release_after; 32098 presence push to the assigned agent
     h = await make_server(chat={"release_after": 1})
-    group = await h.group()
-    aid = await h.agent(group, "A")
-    agent = await h.agent_client(aid)
-    guest = await h.guest_client("u1", group)
+    group, aid, agent, guest = await h.pair(name="", agent_name="A")
     gid = gid_of(guest)
     await agent.push(32401)
 
@@ -389,11 +373,7 @@ async def test_offline_guest_released_after_release_after(make_server):
 async def test_agent_back_within_grace_loses_nothing(make_server):
     # PROTOCOL R27: a page reload within agent_grace loses nothing
     h = await make_server(chat={"agent_grace": 1})
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
-    g1 = await h.guest_client("u1", group)
-    g2 = await h.guest_client("u2", group)
+    group, a, b, ca, g1, g2 = await a_with_two_guests(h)
     cb = await h.agent_client(b)
     await g1.push(22401)
     before = await guest_list_gids(ca)
@@ -417,11 +397,7 @@ async def test_agent_back_within_grace_loses_nothing(make_server):
 async def test_agent_gone_after_grace_reroutes_and_releases(make_server):
     # PROTOCOL R27: offline after agent_grace; online guests routed again, others released
     h = await make_server(chat={"agent_grace": 1})
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
-    online_guest = await h.guest_client("u1", group)
-    offline_guest = await h.guest_client("u2", group)
+    group, a, b, ca, online_guest, offline_guest = await a_with_two_guests(h)
     assert online_guest.login_data["agent"]["aix"] == a
     assert offline_guest.login_data["agent"]["aix"] == a
     offline_guest.close()
@@ -445,24 +421,27 @@ async def test_agent_gone_after_grace_reroutes_and_releases(make_server):
 
 
 @pytest.mark.gen_test(timeout=15)
-async def test_agent_gone_reroutes_offline_guest_with_unread_messages(make_server):
-    # PROTOCOL R27 + R23: an offline guest whose question nobody read is routed again,
-    # not released, so the next agent sees it
+async def test_agent_gone_releases_offline_guest_who_is_routed_on_return(make_server):
+    # PROTOCOL R27: an offline guest is released (even with an unread question), the
+    # offline 33099 shows the load after the change; back online, the guest is routed
+    # again (R24) and the new agent sees the question in recs (R23)
     h = await make_server(chat={"agent_grace": 1})
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
+    group, a, b, ca = await agents_a_and_b(h)
     guest = await h.guest_client("u1", group)
     await guest.ok(22300, msg="is anyone there?")
     guest.close()
     await ca.push(32098)
     cb = await h.agent_client(b)
     ca.close()
-    assigned = (await cb.push(32401, timeout=4))["data"]
-    assert assigned["guest_info"]["gid"] == gid_of(guest)
+    status = (await matching(cb, 33099, lambda d: d["aix"] == a, timeout=4))["data"]
+    assert status["status"] == "offline" and status["load"] == 0
+    await cb.no_push(32401)
+    assert assigned_aix(h, gid_of(guest)) is None
+    back = await h.guest_client("u1", group)
+    assert back.login_data["agent"]["aix"] == b
+    assigned = (await cb.push(32401))["data"]
     assert assigned["guest_info"]["unread"] == 1
     assert [m["msg"] for m in assigned["recs"]] == ["is anyone there?"]
-    assert assigned_aix(h, gid_of(guest)) == b
 
 
 @pytest.mark.gen_test(timeout=15)
@@ -491,9 +470,7 @@ async def test_queued_offline_guest_handed_out_is_released_later(make_server):
 
 async def _transfer_setup(h):
     """A (two connections) holds one guest; B is online in the same group."""
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
+    group, a, b, ca = await agents_a_and_b(h)
     guest = await h.guest_client("u1", group, "Ann")
     assert guest.login_data["agent"]["aix"] == a
     ca2 = await h.agent_client(a)
@@ -535,7 +512,7 @@ async def test_transfer_moves_guest_to_other_agent(cschat_server):
 
     sent = await cb.ok(32300, gid=gid, msg="B here")
     assert sent["gid"] == gid
-    assert await error_code(ca, 32300, gid=gid, msg="still me?") == -32304
+    assert_error(await ca.call(32300, gid=gid, msg="still me?"), -32304)
     assert await guest_list_gids(cb) == [gid]
     assert gid not in await guest_list_gids(ca)
     listed = await online_list(cb)
@@ -574,14 +551,16 @@ async def test_transfer_errors(cschat_server):
     other_guest = await h.guest_client("u2", group)
     assert other_guest.login_data["agent"]["aix"] == b
 
-    assert await error_code(ca, 32400, aix=b) == -32403
-    assert await error_code(ca, 32400, gid="abc", aix=b) == -32403
-    assert await error_code(ca, 32400, gid=gid) == -32404
+    assert_error(await ca.call(32400, aix=b), -32403)
+    assert_error(await ca.call(32400, gid="abc", aix=b), -32403)
+    assert_error(await ca.call(32400, gid=gid), -32404)
     for target in (offline, suspended, stranger, 999999):
-        assert await error_code(ca, 32400, gid=gid, aix=target) == -32405, target
-    assert await error_code(ca, 32400, gid=gid, aix=a) == -32406
-    assert await error_code(ca, 32400, gid=gid_of(other_guest), aix=b) == -32407
-    assert await error_code(ca, 32400, gid=987654, aix=b) == -32407
+        reply = await ca.call(32400, gid=gid, aix=target)
+        assert reply["code"] == -32405, (target, reply)
+        assert_error(reply, -32405)
+    assert_error(await ca.call(32400, gid=gid, aix=a), -32406)
+    assert_error(await ca.call(32400, gid=gid_of(other_guest), aix=b), -32407)
+    assert_error(await ca.call(32400, gid=987654, aix=b), -32407)
     # Nothing moved.
     assert assigned_aix(h, gid) == a
     assert assigned_aix(h, gid_of(other_guest)) == b
@@ -596,9 +575,7 @@ async def test_transfer_errors(cschat_server):
 async def test_suspend_and_resume_push_status_to_group(cschat_server):
     # PROTOCOL 32500 status 1 / 0; 33099 to agents of the group, all connections
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
+    group, a, b, ca = await agents_a_and_b(h)
     guest = await h.guest_client("u1", group)
     ca2 = await h.agent_client(a)
     cb = await h.agent_client(b)
@@ -626,12 +603,10 @@ async def test_suspend_and_resume_push_status_to_group(cschat_server):
 async def test_suspend_bad_status(cschat_server):
     # PROTOCOL 32500 -32501
     h = cschat_server
-    group = await h.group()
-    a = await h.agent(group, "A")
-    ca = await h.agent_client(a)
-    assert await error_code(ca, 32500, status=7) == -32501
-    assert await error_code(ca, 32500, status="x") == -32501
-    assert await error_code(ca, 32500) == -32501
+    group, a, ca = await h.logged_in_agent("A")
+    assert_error(await ca.call(32500, status=7), -32501)
+    assert_error(await ca.call(32500, status="x"), -32501)
+    assert_error(await ca.call(32500), -32501)
     assert (await online_list(ca))[a]["status"] == "online"
 
 
@@ -671,10 +646,7 @@ async def test_online_agents_lists_online_and_suspended_of_my_group(cschat_serve
 async def test_end_conversation(cschat_server):
     # PROTOCOL 32700: 22701 to the guest, system message, load drops
     h = cschat_server
-    group = await h.group()
-    a = await h.agent(group, "A")
-    ca = await h.agent_client(a)
-    guest = await h.guest_client("u1", group)
+    group, a, ca, guest = await h.pair(name="", agent_name="A")
     gid = gid_of(guest)
     answered = (await ca.ok(32300, gid=gid, msg="bye"))["message_info"]
     assert (await online_list(ca))[a]["load"] == 1
@@ -686,26 +658,24 @@ async def test_end_conversation(cschat_server):
     assert (await online_list(ca))[a]["load"] == 0
     assert await guest_list_gids(ca) == []
     assert assigned_aix(h, gid) is None
-    assert await error_code(ca, 32300, gid=gid, msg="hello?") == -32304
+    assert_error(await ca.call(32300, gid=gid, msg="hello?"), -32304)
 
 
 @pytest.mark.gen_test
 async def test_end_conversation_errors(cschat_server):
     # PROTOCOL 32700 -32701 -32702
     h = cschat_server
-    group = await h.group()
-    a, b = await h.agent(group, "A"), await h.agent(group, "B")
-    ca = await h.agent_client(a)
+    group, a, b, ca = await agents_a_and_b(h)
     mine = await h.guest_client("u1", group)
     cb = await h.agent_client(b)
     theirs = await h.guest_client("u2", group)
     assert theirs.login_data["agent"]["aix"] == b
 
-    assert await error_code(ca, 32700) == -32701
-    assert await error_code(ca, 32700, gid=gid_of(theirs)) == -32702
-    assert await error_code(ca, 32700, gid=987654) == -32702
+    assert_error(await ca.call(32700), -32701)
+    assert_error(await ca.call(32700, gid=gid_of(theirs)), -32702)
+    assert_error(await ca.call(32700, gid=987654), -32702)
     await ca.ok(32700, gid=gid_of(mine))
-    assert await error_code(ca, 32700, gid=gid_of(mine)) == -32702
+    assert_error(await ca.call(32700, gid=gid_of(mine)), -32702)
     assert assigned_aix(h, gid_of(theirs)) == b
     await theirs.no_push(22701, within=0.1)
     assert await guest_list_gids(cb) == [gid_of(theirs)]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import tornado.httpclient
-from conftest import Client
+from conftest import Client, assert_error
 
 RESPONSE_KEYS = {"api_key", "code", "status", "message", "data"}
 
@@ -41,21 +41,11 @@ async def heartbeat(client: Client) -> dict:
     return reply
 
 
-def assert_error(reply: dict, code: int) -> None:
-    """The error shape of R4 with the given code."""
-    assert reply["code"] == code, reply
+def assert_error_shape(reply: dict, code: int) -> None:
+    """The error shape of R4 with the given code: every key, a message."""
+    assert_error(reply, code)
     assert RESPONSE_KEYS <= set(reply), reply
-    assert reply["status"] == "Error", reply
-    assert reply["data"] == {}, reply
     assert isinstance(reply["message"], str) and reply["message"], reply
-
-
-async def logged_in_pair(h):
-    group = await h.group()
-    aid = await h.agent(group, "Alice")
-    agent = await h.agent_client(aid)
-    guest = await h.guest_client("u1", group, "Ann")
-    return group, aid, agent, guest
 
 
 # -- R1: frames that are not one JSON object -------------------------------------------------
@@ -67,7 +57,7 @@ async def test_binary_frame_is_not_json_object(cschat_server):
     client = await Client.connect(cschat_server.port, 1)
     client.send_raw(b'{"call_type": 0}')
     reply = await client.read()
-    assert_error(reply, -10001)
+    assert_error_shape(reply, -10001)
     await heartbeat(client)
 
 
@@ -80,7 +70,7 @@ async def test_non_object_frames_get_10001_and_connection_stays(cschat_server, t
     client = await Client.connect(cschat_server.port, 1)
     client.send_raw(text)
     reply = await client.read()
-    assert_error(reply, -10001)
+    assert_error_shape(reply, -10001)
     await heartbeat(client)
 
 
@@ -88,12 +78,12 @@ async def test_non_object_frames_get_10001_and_connection_stays(cschat_server, t
 async def test_bad_frames_after_login_keep_session(cschat_server):
     # PROTOCOL R1 -10001: a logged-in connection also survives, and stays logged in
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     for client in (agent, guest):
         client.send_raw("{oops")
-        assert_error(await _next_error(client), -10001)
+        assert_error_shape(await _next_error(client), -10001)
         client.send_raw(b"\x00\x01binary")
-        assert_error(await _next_error(client), -10001)
+        assert_error_shape(await _next_error(client), -10001)
     await guest.ok(22300, msg="still here")
     await agent.ok(32000)
 
@@ -162,13 +152,13 @@ async def test_seq_echoed_unchanged(cschat_server, seq):
 async def test_seq_echoed_on_errors_and_api_responses(cschat_server):
     # PROTOCOL R3 R4: errors and api responses echo seq too
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     reply = await raw_request(agent, {"api_key": 32000, "call_type": 3, "seq": "s-1"})
     assert reply["seq"] == "s-1" and reply["code"] == 200
     reply = await raw_request(agent, {"api_key": 32300, "call_type": 3, "seq": 99,
                                       "gid": guest.login_data["gid"], "msg": ""})
     assert reply["seq"] == 99
-    assert_error(reply, -32302)
+    assert_error_shape(reply, -32302)
     reply = await raw_request(guest, {"api_key": 22300, "call_type": 1, "seq": "g7",
                                       "msg": "hello"})
     assert reply["seq"] == "g7" and reply["code"] == 200
@@ -178,7 +168,7 @@ async def test_seq_echoed_on_errors_and_api_responses(cschat_server):
 async def test_success_response_shape(cschat_server):
     # PROTOCOL R4
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     reply = await guest.call(22300, msg="shape")
     assert RESPONSE_KEYS | {"seq"} == set(reply)
     assert reply["api_key"] == 22300
@@ -195,10 +185,10 @@ async def test_success_response_shape(cschat_server):
 async def test_error_response_shape(cschat_server):
     # PROTOCOL R4: negative code, status Error, short message, data {}
     h = cschat_server
-    _, _, agent, _ = await logged_in_pair(h)
+    _, _, agent, _ = await h.pair()
     reply = await agent.call(32100, gid="abc", group_id=1)
     assert reply["api_key"] == 32100
-    assert_error(reply, -32101)
+    assert_error_shape(reply, -32101)
     assert RESPONSE_KEYS | {"seq"} == set(reply)
 
 
@@ -208,7 +198,7 @@ async def test_invalid_seq_gets_10004(cschat_server, seq):
     # PROTOCOL R3 R8 -10004: seq is an integer or a string of at most 64 chars
     client = await Client.connect(cschat_server.port, 1)
     client.send_raw(json.dumps({"call_type": 0, "seq": seq}))
-    assert_error(await client.read(), -10004)
+    assert_error_shape(await client.read(), -10004)
     await heartbeat(client)
 
 
@@ -220,7 +210,7 @@ async def test_invalid_seq_on_api_call_is_not_executed(cschat_server):
     guest = await h.guest_client("s", group)
     guest.send_raw(json.dumps({"api_key": 22300, "call_type": 1, "seq": {"x": 1},
                                "msg": "never", "client_msg_id": "bad-seq"}))
-    assert_error(await _next_error(guest), -10004)
+    assert_error_shape(await _next_error(guest), -10004)
     await heartbeat(guest)
     assert h.db("SELECT COUNT(*) FROM messages WHERE client_msg_id = 'bad-seq'")[0][0] == 0
 
@@ -232,7 +222,7 @@ async def test_invalid_seq_on_api_call_is_not_executed(cschat_server):
 async def test_pushes_have_no_seq_and_positive_code(cschat_server):
     # PROTOCOL R5
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     assigned = await agent.push(32401)
     await guest.ok(22300, msg="hi")
     message = await agent.push(32399)
@@ -273,7 +263,7 @@ async def test_heartbeat_before_login(cschat_server):
 async def test_heartbeat_after_login_agent_and_guest(cschat_server):
     # PROTOCOL R6
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     for client in (agent, guest):
         assert_heartbeat(await raw_request(client, {"call_type": 0}))
         assert_heartbeat(await raw_request(client, {"call_type": 0, "api_key": 0}))
@@ -332,7 +322,7 @@ async def test_api_before_login_gets_9999(cschat_server, api_key, call_type):
     client = await Client.connect(cschat_server.port, call_type)
     reply = await client.call(api_key, call_type=call_type, gid=1, msg="x", status=1)
     assert reply["api_key"] == api_key
-    assert_error(reply, -9999)
+    assert_error_shape(reply, -9999)
     await heartbeat(client)
 
 
@@ -344,7 +334,7 @@ async def test_failed_login_leaves_connection_unauthenticated(cschat_server):
     await h.agent(group)
     client = await Client.connect(h.port, 3)
     assert (await client.call(31000, token="garbage"))["code"] == -31001
-    assert_error(await client.call(32000), -9999)
+    assert_error_shape(await client.call(32000), -9999)
     await heartbeat(client)
 
 
@@ -407,10 +397,10 @@ async def test_call_type_mismatch_on_login(cschat_server):
     aid = await h.agent(group)
     client = await Client.connect(h.port, 1)
     reply = await client.call(31000, call_type=1, token=h.server.tokens.mint_agent(aid))
-    assert_error(reply, -10003)
+    assert_error_shape(reply, -10003)
     reply = await client.call(21000, call_type=3, token=h.server.tokens.mint_guest("u", group))
-    assert_error(reply, -10003)
-    assert_error(await client.call(32000, call_type=3), -9999)  # still not logged in
+    assert_error_shape(reply, -10003)
+    assert_error_shape(await client.call(32000, call_type=3), -9999)  # still not logged in
     await heartbeat(client)
 
 
@@ -418,21 +408,21 @@ async def test_call_type_mismatch_on_login(cschat_server):
 async def test_call_type_mismatch_after_login(cschat_server):
     # PROTOCOL R8 -10003
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     gid = guest.login_data["gid"]
     # guest connection sending agent apis, with either call_type
-    assert_error(await guest.call(32000, call_type=3), -10003)
-    assert_error(await guest.call(32000, call_type=1), -10003)
-    assert_error(await guest.call(32300, call_type=3, gid=gid, msg="hijack"), -10003)
+    assert_error_shape(await guest.call(32000, call_type=3), -10003)
+    assert_error_shape(await guest.call(32000, call_type=1), -10003)
+    assert_error_shape(await guest.call(32300, call_type=3, gid=gid, msg="hijack"), -10003)
     # guest api with the agent call_type
-    assert_error(await guest.call(22300, call_type=3, msg="x"), -10003)
+    assert_error_shape(await guest.call(22300, call_type=3, msg="x"), -10003)
     # agent sending with call_type 1
-    assert_error(await agent.call(32000, call_type=1), -10003)
-    assert_error(await agent.call(22300, call_type=1, msg="x"), -10003)
-    assert_error(await agent.call(22300, call_type=3, msg="x"), -10003)
+    assert_error_shape(await agent.call(32000, call_type=1), -10003)
+    assert_error_shape(await agent.call(22300, call_type=1, msg="x"), -10003)
+    assert_error_shape(await agent.call(22300, call_type=3, msg="x"), -10003)
     # missing call_type
     agent.send_raw(json.dumps({"api_key": 32000, "seq": "nc"}))
-    assert_error(await agent.response("nc"), -10003)
+    assert_error_shape(await agent.response("nc"), -10003)
     assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
     await agent.ok(32000)
     await guest.ok(22100)
@@ -442,7 +432,7 @@ async def test_call_type_mismatch_after_login(cschat_server):
 async def test_second_login_on_same_connection_refused(cschat_server):
     # PROTOCOL R8: a connection holds one role; logging in again is a bad request
     h = cschat_server
-    _, aid, agent, guest = await logged_in_pair(h)
+    _, aid, agent, guest = await h.pair()
     group = agent.login_data["admin_list"][0]["group_id"]
     reply = await guest.call(21000, token=h.server.tokens.mint_guest("other", group))
     assert reply["code"] < 0
@@ -457,12 +447,12 @@ async def test_second_login_on_same_connection_refused(cschat_server):
 async def test_unknown_api_key_after_login(cschat_server, api_key):
     # PROTOCOL R8 -10002
     h = cschat_server
-    _, _, agent, guest = await logged_in_pair(h)
+    _, _, agent, guest = await h.pair()
     for client in (agent, guest):
         seq = f"u{client.call_type}"
         client.send_raw(json.dumps({"api_key": api_key, "call_type": client.call_type,
                                     "seq": seq}))
-        assert_error(await client.response(seq), -10002)
+        assert_error_shape(await client.response(seq), -10002)
         await heartbeat(client)
 
 
@@ -470,33 +460,33 @@ async def test_unknown_api_key_after_login(cschat_server, api_key):
 async def test_bad_parameters_get_api_code_or_10004(cschat_server):
     # PROTOCOL R8: wrong-typed or out-of-range parameters
     h = cschat_server
-    group, _, agent, guest = await logged_in_pair(h)
+    group, _, agent, guest = await h.pair()
     gid = guest.login_data["gid"]
-    assert_error(await agent.call(32100, gid=gid, group_id=group, page_size=0), -10004)
-    assert_error(await agent.call(32100, gid=gid, group_id=group, page_size=101), -10004)
-    assert_error(await agent.call(32100, gid=gid, group_id=group, page_index=0), -10004)
-    assert_error(await agent.call(32100, gid=gid, group_id=group, page_size="ten"), -10004)
-    assert_error(await agent.call(32100, gid="abc", group_id=group), -32101)
-    assert_error(await agent.call(32100, gid=gid, group_id="abc"), -32102)
-    assert_error(await agent.call(32500, status=7), -32501)
-    assert_error(await agent.call(32500, status="busy"), -32501)
-    assert_error(await agent.call(32500), -32501)
-    assert_error(await agent.call(32300, gid=gid, msg="x", file_type=9), -32303)
-    assert_error(await agent.call(32300, gid=gid, msg="x", file_type="text"), -32303)
-    assert_error(await agent.call(32300, gid={"x": 1}, msg="x"), -32301)
-    assert_error(await agent.call(32400, gid=gid, aix=[1]), -32404)
-    assert_error(await agent.call(32700, gid=None), -32701)
-    assert_error(await agent.call(32700, gid="abc"), -32701)
-    assert_error(await agent.call(32200, gid="abc", group_id=group), -32201)
-    assert_error(await agent.call(32200, gid=gid, group_id=[group]), -32202)
-    assert_error(await agent.call(32400, gid="abc", aix=1), -32403)
-    assert_error(await agent.call(32600, gid="abc"), -10004)
-    assert_error(await guest.call(22300, msg="x", file_type=9), -22303)
-    assert_error(await guest.call(22300, msg="x", file_type=-1), -22303)
-    assert_error(await guest.call(22300, msg=12345), -22303)
-    assert_error(await guest.call(22100, page_size=0), -10004)
-    assert_error(await guest.call(22100, before_id="abc"), -10004)
-    assert_error(await guest.call(22300, msg="x", client_msg_id={"a": 1}), -10004)
+    assert_error_shape(await agent.call(32100, gid=gid, group_id=group, page_size=0), -10004)
+    assert_error_shape(await agent.call(32100, gid=gid, group_id=group, page_size=101), -10004)
+    assert_error_shape(await agent.call(32100, gid=gid, group_id=group, page_index=0), -10004)
+    assert_error_shape(await agent.call(32100, gid=gid, group_id=group, page_size="ten"), -10004)
+    assert_error_shape(await agent.call(32100, gid="abc", group_id=group), -32101)
+    assert_error_shape(await agent.call(32100, gid=gid, group_id="abc"), -32102)
+    assert_error_shape(await agent.call(32500, status=7), -32501)
+    assert_error_shape(await agent.call(32500, status="busy"), -32501)
+    assert_error_shape(await agent.call(32500), -32501)
+    assert_error_shape(await agent.call(32300, gid=gid, msg="x", file_type=9), -32303)
+    assert_error_shape(await agent.call(32300, gid=gid, msg="x", file_type="text"), -32303)
+    assert_error_shape(await agent.call(32300, gid={"x": 1}, msg="x"), -32301)
+    assert_error_shape(await agent.call(32400, gid=gid, aix=[1]), -32404)
+    assert_error_shape(await agent.call(32700, gid=None), -32701)
+    assert_error_shape(await agent.call(32700, gid="abc"), -32701)
+    assert_error_shape(await agent.call(32200, gid="abc", group_id=group), -32201)
+    assert_error_shape(await agent.call(32200, gid=gid, group_id=[group]), -32202)
+    assert_error_shape(await agent.call(32400, gid="abc", aix=1), -32403)
+    assert_error_shape(await agent.call(32600, gid="abc"), -10004)
+    assert_error_shape(await guest.call(22300, msg="x", file_type=9), -22303)
+    assert_error_shape(await guest.call(22300, msg="x", file_type=-1), -22303)
+    assert_error_shape(await guest.call(22300, msg=12345), -22303)
+    assert_error_shape(await guest.call(22100, page_size=0), -10004)
+    assert_error_shape(await guest.call(22100, before_id="abc"), -10004)
+    assert_error_shape(await guest.call(22300, msg="x", client_msg_id={"a": 1}), -10004)
     assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
     # both connections survived, and the server still works
     await guest.ok(22300, msg="fine")
@@ -507,7 +497,7 @@ async def test_bad_parameters_get_api_code_or_10004(cschat_server):
 async def test_junk_values_never_crash(cschat_server):
     # PROTOCOL R8: no request ever crashes the connection or the server
     h = cschat_server
-    group, _, agent, guest = await logged_in_pair(h)
+    group, _, agent, guest = await h.pair()
     junk = [None, True, -1, 0, 2**63, 1e308, "", "x" * 1000, [], {}, {"a": [1]}]
     keys = ["gid", "group_id", "msg", "file_type", "page_index", "page_size", "before_id",
             "after_id", "aix", "status", "client_msg_id"]
@@ -545,7 +535,7 @@ async def test_rate_limit_burst_then_recovers(make_server):
     assert 10 <= len(ok) <= 12, [r["code"] for r in replies]
     assert replies[:10] == ok[:10]
     for reply in limited:
-        assert_error(reply, -10029)
+        assert_error_shape(reply, -10029)
     await asyncio.sleep(1.1)
     assert_heartbeat(await client.call(0, call_type=0))
 
@@ -560,7 +550,7 @@ async def test_rate_limited_frame_is_ignored(make_server):
         guest.send(0, call_type=0)
     seq = guest.send(22300, msg="dropped", client_msg_id="rl-1")
     reply = await guest.response(seq)
-    assert_error(reply, -10029)
+    assert_error_shape(reply, -10029)
     await asyncio.sleep(1.2)
     assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
     data = await guest.ok(22300, msg="accepted", client_msg_id="rl-2")
@@ -611,3 +601,51 @@ async def test_default_origin_must_match_host(cschat_server):
     client = await Client.connect(h.port, 1,
                                   headers={"Origin": f"http://127.0.0.1:{h.port}"})
     await heartbeat(client)
+
+
+# -- edges a contract-only client found ---------------------------------------------------
+
+
+@pytest.mark.parametrize("params, code", [
+    ({"gid": 10**30, "group_id": 1}, -32101),
+    ({"gid": 1, "group_id": 10**30}, -32102),
+    ({"gid": 1, "group_id": 1, "page_index": 2**62}, -10004),
+    ({"gid": 1, "group_id": 1, "before_id": 10**30}, -10004),
+    ({"gid": 1, "group_id": 1, "after_id": -(10**30)}, -10004),
+])
+@pytest.mark.gen_test
+async def test_numbers_beyond_64_bits_get_the_api_code(cschat_server, params, code):
+    # PROTOCOL R8: out of range → the API's own code, else -10004; never a crash (-10000)
+    _, _, agent, _ = await cschat_server.pair()
+    assert_error(await agent.call(32100, **params), code)
+    assert_error(await agent.call(32200, gid=10**30, group_id=1), -32201)
+    assert (await agent.call(0, call_type=0))["code"] == 200
+
+
+@pytest.mark.parametrize("text", [
+    '{"api_key": 22300, "call_type": 1, "msg": NaN}',
+    '{"api_key": 22300, "call_type": 1, "file_type": 3, '
+    '"msg": {"id": "p", "title": "t", "price": Infinity}}',
+    '{"api_key": 0, "call_type": 0, "seq": -Infinity}',
+])
+@pytest.mark.gen_test
+async def test_nan_and_infinity_are_not_json(cschat_server, text):
+    # PROTOCOL R1: NaN/Infinity are not JSON (browsers could not parse them back) → -10001
+    _, _, _, guest = await cschat_server.pair()
+    guest.send_raw(text)
+    reply = await guest.read()
+    while reply["code"] > 0 and reply["code"] != 200:  # pushes (22401) may come first
+        reply = await guest.read()
+    assert reply["code"] == -10001 and "seq" not in reply
+    assert cschat_server.db("SELECT COUNT(*) FROM messages") == [(0,)]
+
+
+@pytest.mark.gen_test
+async def test_null_seq_is_echoed(cschat_server):
+    # PROTOCOL R3: seq comes back unchanged, null included; absent stays absent
+    client = await Client.connect(cschat_server.port, 1)
+    client.send_raw(json.dumps({"call_type": 0, "seq": None}))
+    reply = await client.read()
+    assert "seq" in reply and reply["seq"] is None
+    client.send_raw(json.dumps({"call_type": 0}))
+    assert "seq" not in await client.read()
