@@ -13,7 +13,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from cschat import handlers, media
+from cschat import handlers, media, pages
 from cschat.auth import Tokens
 from cschat.broker import MemoryBroker
 from cschat.chat import ChatService
@@ -44,8 +44,10 @@ async def make_tokens(settings: Settings, store: Store) -> Tokens:
 class Server:
     """Start with :meth:`start`, stop with :meth:`stop`; ``port`` is the bound port."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, demo_group: int | None = None):
         self.settings = settings
+        self.demo_group = demo_group
+        self.static_folder = pages.static_folder()
         self.sockets: set[handlers.ChatSocket] = set()
         self.port: int | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -85,6 +87,7 @@ class Server:
                 (r"/healthz", handlers.HealthHandler, context),
                 (r"/api/upload", UploadHandler, context),
                 (r"/files/([^/]+)(/thumb)?", FileHandler, context),
+                *pages.routes(self, self.demo_group),
             ],
             websocket_max_message_size=chat["max_frame_bytes"],
             websocket_ping_interval=max(1, chat["heartbeat_timeout"] // 2),

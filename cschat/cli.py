@@ -19,6 +19,7 @@ from typing import Any
 from cschat import __version__
 from cschat.app import Server, make_tokens, open_store
 from cschat.auth import UID_MAX_LENGTH, hash_password, is_web_url
+from cschat.demo import Demo, prepare_demo
 from cschat.settings import ConfigError, Settings, load_settings
 from cschat.store import Store, StoreError
 
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    command(commands, "run", _run, "serve until SIGTERM or SIGINT")
+    run = command(commands, "run", _run, "serve until SIGTERM or SIGINT")
+    run.add_argument("--demo", action="store_true",
+                     help="also set up a demo group, two agents and a demo shop page at /demo/")
     command(commands, "init", _init, "create or migrate the database and exit")
 
     group = commands.add_parser("group", help="manage groups of agents").add_subparsers(
@@ -119,12 +122,21 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def serve():
-        server = Server(settings)
+        demo = None
+        if args.demo:
+            store = await _open(settings)
+            try:
+                demo = await prepare_demo(store)
+            finally:
+                await store.close()
+        server = Server(settings, demo.group_id if demo else None)
         try:
             await server.start()
         except OSError as error:
             raise CommandError(f"cannot listen on {settings.server['host']}:"
                                f"{settings.server['port']}: {error.strerror}") from None
+        if demo:
+            _print_demo(server, demo)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -133,6 +145,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         await server.stop()
     asyncio.run(serve())
     return 0
+
+
+def _print_demo(server: Server, demo: Demo) -> None:
+    base = f"http://{server.settings.server['host']}:{server.port}"
+    print(f"cschat demo is ready\n  agent console:  {base}/console/")
+    for username, password in demo.credentials:
+        print(f"    sign in as    {username} / {password}")
+    print(f"  demo shop page: {base}/demo/  (chat as a visitor there)", flush=True)
 
 
 def _init(settings: Settings, args: argparse.Namespace) -> None:

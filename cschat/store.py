@@ -390,6 +390,15 @@ class Store:
             return conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0]
         return await self.write(unit)
 
+    async def meta(self, key: str) -> str | None:
+        return await self.read(lambda conn: (_one(conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (key,))) or {}).get("value"))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.write(lambda conn: conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)))
+
     # -- guests and conversations --------------------------------------------------------
 
     async def guest_by_uid(self, group_id: int, uid: str) -> dict | None:

@@ -46,18 +46,21 @@ async def cli(config: str, *args: str, stdin: str = "") -> str:
 class ServerProcess:
     """``cschat run`` in a child process, its stderr kept in a file."""
 
-    def __init__(self, folder, config: str | None, port: int, cwd=None):
+    def __init__(self, folder, config: str | None, port: int, cwd=None, extra=()):
         self.folder, self.config, self.port = folder, config, port
         self.cwd = str(cwd or folder)
+        self.extra = list(extra)
         self.process: subprocess.Popen | None = None
         self.log_path = folder / "server.log"
+        self.out_path = folder / "server.out"
         self.url = f"http://127.0.0.1:{port}"
 
     async def start(self) -> ServerProcess:
-        args = [cschat_script(), "run"] + (["--config", self.config] if self.config else [])
-        with open(self.log_path, "ab") as log:
+        args = [cschat_script(), "run", *self.extra] + (
+            ["--config", self.config] if self.config else [])
+        with open(self.log_path, "ab") as log, open(self.out_path, "wb") as out:
             self.process = subprocess.Popen(args, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=log)
+                                            stdout=out, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"cschat run exited: {self.log()}"
@@ -94,9 +97,9 @@ class ServerProcess:
 
 
 @contextlib.asynccontextmanager
-async def running(folder, config: str | None, port: int):
+async def running(folder, config: str | None, port: int, extra=()):
     """A started :class:`ServerProcess`, always killed on the way out."""
-    server = ServerProcess(folder, config, port)
+    server = ServerProcess(folder, config, port, extra=extra)
     try:
         await server.start()
         yield server
@@ -387,3 +390,30 @@ async def test_log_lines_without_secrets(tmp_path):
             assert secret not in log
         for token in (agent_token, guest_token):
             assert token.split(".")[2] not in log  # not even the signature
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_demo_mode_prints_working_credentials(tmp_path):
+    # Issue 5: `cschat run --demo` creates a demo group and two agents once, prints the
+    # console URL, fresh credentials and the demo page URL
+    config, port = config_and_port(tmp_path)
+    printed = []
+    for _ in range(2):
+        async with running(tmp_path, config, port, extra=["--demo"]) as server:
+            for _ in range(100):
+                if "demo shop page" in server.out_path.read_text():
+                    break
+                await asyncio.sleep(0.05)
+            out = server.out_path.read_text()
+            assert f"http://127.0.0.1:{port}/console/" in out
+            assert f"http://127.0.0.1:{port}/demo/" in out
+            credentials = re.findall(r"sign in as\s+(\S+) / (\S+)", out)
+            assert [u for u, _ in credentials] == ["alice", "bob"]
+            for username, password in credentials:
+                code, body = await http(server.url, "POST", "/api/login",
+                                        {"username": username, "password": password})
+                assert code == 200, body
+            printed.append(credentials)
+    assert printed[0] != printed[1]  # fresh passwords each run
+    assert read_db(tmp_path, "SELECT COUNT(*) FROM groups") == [(1,)]
+    assert read_db(tmp_path, "SELECT COUNT(*) FROM agents") == [(2,)]

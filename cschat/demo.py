@@ -1,0 +1,50 @@
+"""``cschat run --demo``: a demo group with two agents, for a first look in a minute."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+
+from cschat.auth import hash_password
+from cschat.store import Store, StoreError
+
+DEMO_AGENTS = (("Alice", "alice"), ("Bob", "bob"))
+
+
+@dataclasses.dataclass
+class Demo:
+    group_id: int
+    credentials: list[tuple[str, str]]  # (username, password)
+
+
+async def prepare_demo(store: Store) -> Demo:
+    """Create the demo group and agents once; give the agents fresh passwords each run.
+
+    Passwords are random and printed, never fixed, so a demo left running on a
+    reachable address is not open to anyone who read this code.
+    """
+    group = await store.meta("demo_group")
+    if group is None or await store.group(int(group)) is None:
+        group_id = await store.add_group("Demo shop")
+        agents = []
+        for name, username in DEMO_AGENTS:
+            try:
+                agents.append(await store.add_agent(group_id, name, "", username, None))
+            except StoreError:  # the username belongs to a real agent already
+                agents.append(await store.add_agent(
+                    group_id, name, "", f"{username}-demo{group_id}", None))
+        await store.set_meta("demo_agents", json.dumps(agents))
+        await store.set_meta("demo_group", str(group_id))
+    else:
+        group_id = int(group)
+    await store.set_group_enabled(group_id, True)
+    credentials = []
+    listed = {a["id"]: a for a in await store.list_agents()}
+    for admin_id in json.loads(await store.meta("demo_agents") or "[]"):
+        if admin_id in listed:
+            password = secrets.token_urlsafe(9)
+            await store.set_agent_password(admin_id, hash_password(password))
+            await store.set_agent_enabled(admin_id, True)
+            credentials.append((listed[admin_id]["username"], password))
+    return Demo(group_id, credentials)
