@@ -137,14 +137,17 @@ class ChatService:
         self.broker.subscribe(group_channel(agent.group_id), subscriber)
         if was_offline:
             self._publish_status(agent)
-        guest_list = await self._guest_list(agent.admin_id)
+        try:
+            guest_list = await self._guest_list(agent.admin_id)
+            admin_list = [a.info() for a in self.routing.agents_of_group(agent.group_id)]
+            # Queued guests handed out now arrive as 32401 right after this answer.
+            await self._drain_queue(agent.group_id)
+        except BaseException:
+            self.agent_disconnected(session)  # the connection never became a session
+            raise
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
-        data = {"ix": ix,
-                "admin_list": [a.info() for a in self.routing.agents_of_group(agent.group_id)],
-                "guest_list": guest_list, "is_refresh": is_refresh,
-                "refresh_token": refresh_token}
-        await self._drain_queue(agent.group_id)
-        return session, data
+        return session, {"ix": ix, "admin_list": admin_list, "guest_list": guest_list,
+                         "is_refresh": is_refresh, "refresh_token": refresh_token}
 
     def agent_disconnected(self, session: Session) -> None:
         """Called once when a logged-in agent connection closes; starts the grace period."""
@@ -326,7 +329,11 @@ class ChatService:
             self._publish_guest_presence(conversation, True)
         if self._needs_routing(conversation):
             self._route(conversation)
-            await self._save_and_announce([conversation])
+            try:
+                await self._save_and_announce([conversation])
+            except BaseException:
+                self.guest_disconnected(session)  # the connection never became a session
+                raise
         agent = self.routing.assigned_agent(gid)
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
         return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
