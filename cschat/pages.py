@@ -83,6 +83,14 @@ class AssetHandler(tornado.web.StaticFileHandler):
         return super().get_content_type()
 
 
+class NoFaviconHandler(tornado.web.RequestHandler):
+    """Browsers ask for /favicon.ico on every page; an empty answer keeps logs quiet."""
+
+    def get(self) -> None:
+        self.set_status(204)
+        self.set_header("Cache-Control", "public, max-age=86400")
+
+
 def routes(server: Server, demo_group: int | None) -> list[tuple]:
     context = {"server": server}
     pages = [
@@ -93,6 +101,7 @@ def routes(server: Server, demo_group: int | None) -> list[tuple]:
         (r"/widget/", PageHandler, {**context, "page": "widget/index.html"}),
         (r"/(embed\.js)", AssetHandler, context),
         (r"/static/(.+)", AssetHandler, context),
+        (r"/favicon\.ico", NoFaviconHandler),
     ]
     if demo_group is not None:
         pages += [

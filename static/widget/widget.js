@@ -1,0 +1,427 @@
+// The visitor's chat page, shown in an iframe by /embed.js (or opened as /widget/#group=N).
+import { ChatClient, newMsgId } from "/static/shared/chat-client.js";
+import { addCatalog, t, bindLanguageSelect, onLanguageChange, translatePage } from "/static/shared/i18n.js";
+import { renderMessage, renderAvatar, setRead } from "/static/shared/render.js";
+
+addCatalog({
+  en: {
+    title: "Customer service", language: "Language", close: "Close", attach: "Send a picture or file",
+    placeholder: "Write a message…", send: "Send", loading: "Loading…",
+    welcome: "Hello! Send us a message and we will answer here.",
+    online: "Online", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
+    queue: "Waiting for an agent — you are number {n} in line",
+    waiting: "An agent will be with you shortly", ended: "The conversation has ended. Write again any time.",
+    typing: "{name} is typing…", uploading: "Uploading {name}…",
+    tooLarge: "{name} is too large.", badType: "This kind of file cannot be sent.", uploadFailed: "Upload failed.",
+    tooLong: "The message is too long.", notSent: "Not sent: {reason}", retry: "Click to try again",
+    unavailable: "Chat is not available right now.",
+  },
+  "zh-CN": {
+    title: "在线客服", language: "语言", close: "关闭", attach: "发送图片或文件",
+    placeholder: "输入消息…", send: "发送", loading: "加载中…",
+    welcome: "您好！请留言，客服会在这里回复您。",
+    online: "在线", connecting: "正在连接…", reconnecting: "连接已断开，正在重连…",
+    queue: "正在等待客服，您前面排在第 {n} 位",
+    waiting: "客服马上就来", ended: "会话已结束，您可以随时再次留言。",
+    typing: "{name} 正在输入…", uploading: "正在上传 {name}…",
+    tooLarge: "{name} 太大了。", badType: "不支持发送这种文件。", uploadFailed: "上传失败。",
+    tooLong: "消息太长了。", notSent: "发送失败：{reason}", retry: "点击重试",
+    unavailable: "在线客服暂时不可用。",
+  },
+});
+
+const $ = (id) => document.getElementById(id);
+const log = $("log");
+const list = $("list");
+const input = $("input");
+const framed = window.parent !== window;
+
+let group = 0, client = null, shopToken = false;
+let token = ""; // the shop's token, or our anonymous one
+let agent = null; // agent_info of the assigned agent
+const agents = new Map(); // admin_id -> agent_info seen
+const msgs = new Map(); // id -> message_info
+const rows = new Map(); // id or client_msg_id -> row element
+const pending = new Map(); // client_msg_id -> {m, params, failed}
+let initialDone = false, hasMore = false, loadingOlder = false, panelOpen = true;
+let unread = 0, typingTimer = 0, lastTyping = 0;
+let note = ""; // queue / ended line
+
+// Storage (may be blocked in a third-party iframe)
+const store = (fn, ...a) => { try { return localStorage[fn](...a); } catch (e) { return null; } };
+const tokenKey = () => "cschat.guest." + group;
+
+async function getToken() {
+  if (token) return token;
+  token = store("getItem", tokenKey()) || "";
+  if (token) return token;
+  const body = JSON.stringify({ group_id: group });
+  const r = await fetch("/api/visitor", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  const j = await r.json().catch(() => ({}));
+  if ([400, 403, 404].includes(r.status)) {
+    client.close(); // anonymous chat is off, or no such group
+    fatal();
+  }
+  if (!r.ok || !j.data || !j.data.token) throw new Error("no visitor token");
+  token = j.data.token;
+  store("setItem", tokenKey(), token);
+  return token;
+}
+
+// Start
+function start(cfg) {
+  if (client) return;
+  group = parseInt(cfg.group, 10) || 0;
+  if (typeof cfg.token === "string" && cfg.token) {
+    token = cfg.token;
+    shopToken = true;
+  }
+  if (!group && !shopToken) return fatal();
+  client = new ChatClient({ role: "guest", getToken });
+  client.on("state", showState);
+  client.on("refresh", (tok) => {
+    token = tok;
+    if (!shopToken) store("setItem", tokenKey(), tok);
+  });
+  client.on("login", onLogin);
+  client.on("signed-out", onSignedOut);
+  client.on(22399, (d) => { if (add(d.message_info) && d.message_info.sender !== "guest") onIncoming(); });
+  client.on(22299, (d) => markMineRead(d.last_read_id));
+  client.on(22401, (d) => { setAgent(d.agent); note = ""; showState(); });
+  client.on(22098, (d) => { note = t("queue", { n: d.queue_position }); showState(); });
+  client.on(22699, () => showTyping(true));
+  client.on(22701, () => { setAgent(null); note = t("ended"); showState(); });
+  client.connect();
+}
+
+let freshTried = false;
+function onSignedOut(err) {
+  if (!shopToken && err.code === -21001 && !freshTried) {
+    // Our stored visitor token expired or is unknown: start as a new visitor.
+    freshTried = true;
+    store("removeItem", tokenKey());
+    token = "";
+    client.connect();
+    return;
+  }
+  fatal();
+}
+
+function banner(text, error) {
+  const b = $("banner");
+  b.textContent = text;
+  b.classList.toggle("error", !!error);
+  b.hidden = !text;
+}
+
+function fatal() {
+  banner(t("unavailable"), true);
+  $("composer").classList.add("disabled");
+}
+
+// Connection state, header
+function showState() {
+  const s = client ? client.state : "connecting";
+  if (s !== "offline") banner(s === "online" ? "" : t(s));
+  $("status").textContent = note || (agent ? t("online") : s === "online" ? t("waiting") : "");
+}
+
+function setAgent(a) {
+  agent = a || null;
+  if (a) agents.set(a.admin_id, a);
+  const name = agent ? agent.name : t("title");
+  $("agent-name").textContent = name;
+  $("avatar").replaceChildren(renderAvatar(name, agent && agent.avatar, "avatar"));
+}
+
+function showTyping(on) {
+  const box = $("typing");
+  box.textContent = t("typing", { name: agent ? agent.name : t("title") });
+  box.hidden = !on;
+  clearTimeout(typingTimer);
+  if (on) typingTimer = setTimeout(showTyping, 4000);
+}
+
+// History
+function onLogin(data) {
+  setAgent(data.agent);
+  note = "";
+  showState();
+  unread = Number(data.unread) || 0;
+  reportUnread();
+  if (initialDone) catchUp();
+  else loadInitial();
+}
+
+const history = (params) => client.request(22100, params).catch(() => null);
+
+async function loadInitial() {
+  const d = await history({ page_size: 20 });
+  if (!d) return;
+  initialDone = true;
+  hasMore = d.list.length >= 20;
+  d.list.forEach(add);
+  scrollDown(true);
+  updateEmpty();
+  markRead();
+  if (hasMore && log.scrollHeight <= log.clientHeight) loadOlder();
+}
+
+async function catchUp() {
+  let after = Math.max(0, ...msgs.keys());
+  if (!after) return loadInitial();
+  for (;;) {
+    const d = await history({ after_id: after, page_size: 50 });
+    if (!d) return;
+    d.list.forEach(add);
+    if (d.list.length < 50) break;
+    after = d.list[d.list.length - 1].id;
+  }
+  scrollDown();
+  markRead();
+}
+
+async function loadOlder() {
+  if (!hasMore || loadingOlder || !client || client.state !== "online") return;
+  const first = Math.min(...msgs.keys());
+  if (!msgs.size) return;
+  loadingOlder = true;
+  $("older").hidden = false;
+  const before = log.scrollHeight - log.scrollTop;
+  const d = await history({ before_id: first, page_size: 20 });
+  loadingOlder = false;
+  $("older").hidden = true;
+  if (!d) return;
+  hasMore = d.list.length >= 20;
+  d.list.forEach(add);
+  log.scrollTop = log.scrollHeight - before;
+}
+
+// Messages
+function render(m, state) {
+  const mine = m.sender === "guest";
+  const who = agents.get(m.admin_id);
+  const name = mine ? "" : who ? who.name : t("title");
+  const row = renderMessage(m, { mine, showRead: mine, pending: state, name, avatar: who && who.avatar });
+  if (state === "failed") {
+    row.title = t("retry");
+    row.addEventListener("click", () => retry(m.client_msg_id));
+  }
+  return row;
+}
+
+/** Insert or update a confirmed message, in id order, once. */
+function add(m) {
+  if (!m || !m.id) return;
+  const old = rows.get(m.id);
+  if (old) return m.read && setRead(old, true);
+  const cid = m.client_msg_id;
+  if (cid && pending.has(cid) && m.sender === "guest") {
+    rows.get(cid).remove();
+    rows.delete(cid);
+    pending.delete(cid);
+  }
+  msgs.set(m.id, m);
+  const row = render(m);
+  rows.set(m.id, row);
+  const next = [...list.children].find((r) => !r.dataset.id || Number(r.dataset.id) > m.id);
+  list.insertBefore(row, next || null);
+  updateEmpty();
+  return true;
+}
+
+function updateEmpty() {
+  $("empty").hidden = !initialDone || list.children.length > 0;
+}
+
+function markMineRead(lastId) {
+  for (const [id, m] of msgs) {
+    if (m.sender === "guest" && id <= lastId && !m.read) {
+      m.read = true;
+      setRead(rows.get(id), true);
+    }
+  }
+}
+
+function scrollDown(force) {
+  const near = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  if (force || near) requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
+}
+
+function onIncoming() {
+  showTyping(false);
+  unread++;
+  scrollDown();
+  markRead();
+  reportUnread();
+}
+
+// Unread, read
+function visible() {
+  return panelOpen && document.visibilityState === "visible";
+}
+
+function reportUnread() {
+  if (framed) parent.postMessage({ type: "cschat-unread", count: unread }, "*");
+}
+
+function markRead() {
+  if (!unread || !visible() || !client || client.state !== "online") return;
+  unread = 0;
+  reportUnread();
+  client.request(22200, {}).catch(() => {});
+}
+
+// Sending
+/** Show my message at the bottom as "sending" until it is acknowledged. */
+function showPending(m, params) {
+  const cid = m.client_msg_id || newMsgId();
+  m.client_msg_id = cid;
+  m.sender = "guest";
+  m.created_at = m.created_at || Date.now();
+  const old = rows.get(cid);
+  const row = render(m, true);
+  if (old) old.replaceWith(row);
+  else list.append(row);
+  rows.set(cid, row);
+  pending.set(cid, { m, params });
+  updateEmpty();
+  scrollDown(true);
+  return cid;
+}
+
+function sendMessage(params, m) {
+  const cid = showPending(m, params);
+  client.send(22300, { ...params, client_msg_id: cid }).then(
+    (d) => { add(d.message_info); scrollDown(true); },
+    (err) => fail(cid, err.code === -22305 ? t("tooLong") : err.message || String(err.code)),
+  );
+}
+
+function fail(cid, reason) {
+  const p = pending.get(cid);
+  if (!p) return;
+  p.failed = true;
+  const row = render(p.m, "failed");
+  row.title = t("notSent", { reason }) + " — " + t("retry");
+  rows.get(cid).replaceWith(row);
+  rows.set(cid, row);
+}
+
+function retry(cid) {
+  const p = pending.get(cid);
+  if (p && p.failed && p.params) sendMessage(p.params, p.m);
+}
+
+function sendText() {
+  const text = input.value;
+  if (!text.trim() || !client) return;
+  input.value = "";
+  grow();
+  sendMessage({ msg: text, file_type: 0 }, { file_type: 0, msg: text });
+}
+
+async function upload(file) {
+  if (!file || !client) return;
+  const cid = newMsgId();
+  const m = { client_msg_id: cid, file_type: 0, msg: t("uploading", { name: file.name }) };
+  showPending(m, null);
+  const body = new FormData();
+  body.append("file", file);
+  let reason = t("uploadFailed");
+  try {
+    const r = await fetch("/api/upload", { method: "POST", headers: { Authorization: "Bearer " + (await getToken()) }, body });
+    const j = await r.json().catch(() => ({}));
+    if (r.ok && j.data && j.data.file_id) {
+      const f = j.data;
+      const ft = Number(f.file_type);
+      const p = pending.get(cid);
+      p.m = { client_msg_id: cid, file_type: ft, msg: f, created_at: Date.now() };
+      sendMessage({ msg: f.file_id, file_type: ft }, p.m);
+      return;
+    }
+    if (r.status === 413) reason = t("tooLarge", { name: file.name });
+    else if (r.status === 415) reason = t("badType");
+  } catch (e) { /* network: keep the generic reason */ }
+  pending.get(cid).m.msg = file.name;
+  fail(cid, reason);
+}
+
+function grow() {
+  input.style.height = "auto";
+  input.style.height = Math.min(input.scrollHeight, 120) + "px";
+}
+
+function typing() {
+  const now = Date.now();
+  if (input.value.trim() && client && client.state === "online" && now - lastTyping > 3000) {
+    lastTyping = now;
+    client.request(22600, {}).catch(() => {});
+  }
+}
+
+// Wiring
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sendText();
+  input.focus();
+});
+input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+    e.preventDefault();
+    sendText();
+  }
+});
+input.addEventListener("input", () => { grow(); typing(); });
+input.addEventListener("paste", (e) => {
+  const files = [...e.clipboardData.files];
+  if (files.length) e.preventDefault();
+  files.forEach(upload);
+});
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", (e) => {
+  [...e.target.files].forEach(upload);
+  e.target.value = "";
+});
+log.addEventListener("scroll", () => { if (log.scrollTop < 60) loadOlder(); });
+document.addEventListener("visibilitychange", () => { reportUnread(); markRead(); });
+$("close").addEventListener("click", () => parent.postMessage({ type: "cschat-close" }, "*"));
+
+window.addEventListener("message", (e) => {
+  if (!framed || e.source !== parent || !e.data || typeof e.data !== "object") return;
+  if (e.data.type === "cschat-init") start(e.data);
+  else if (e.data.type === "cschat-visibility") {
+    panelOpen = !!e.data.open;
+    reportUnread();
+    if (panelOpen) {
+      markRead();
+      scrollDown();
+    }
+  }
+});
+
+bindLanguageSelect($("lang"));
+function relabel() {
+  translatePage();
+  setAgent(agent);
+  showState();
+  for (const [key, row] of rows) {
+    const p = pending.get(key);
+    const m = p ? p.m : msgs.get(key);
+    const fresh = render(m, p ? (p.failed ? "failed" : true) : undefined);
+    row.replaceWith(fresh);
+    rows.set(key, fresh);
+  }
+}
+onLanguageChange(relabel);
+relabel();
+
+const hashGroup = new URLSearchParams(location.hash.slice(1)).get("group");
+if (framed) {
+  $("close").hidden = false;
+  parent.postMessage({ type: "cschat-ready" }, "*");
+  // Opened in a frame without the embed script: fall back to the fragment.
+  if (hashGroup) setTimeout(() => start({ group: hashGroup }), 1500);
+} else {
+  start({ group: hashGroup });
+}
