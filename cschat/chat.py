@@ -146,7 +146,10 @@ class ChatService:
             self.agent_disconnected(session)  # the connection never became a session
             raise
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
-        return session, {"ix": ix, "admin_list": admin_list, "guest_list": guest_list,
+        # admin_id and group_id are not in the sheet; a console signed in by a
+        # shop's token has no other way to learn who it is.
+        return session, {"ix": ix, "admin_id": agent.admin_id, "group_id": agent.group_id,
+                         "admin_list": admin_list, "guest_list": guest_list,
                          "is_refresh": is_refresh, "refresh_token": refresh_token}
 
     def agent_disconnected(self, session: Session) -> None:
