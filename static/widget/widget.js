@@ -2,6 +2,7 @@
 import { ChatClient, newMsgId } from "/static/shared/chat-client.js";
 import { addCatalog, t, bindLanguageSelect, onLanguageChange, translatePage } from "/static/shared/i18n.js";
 import { renderMessage, renderAvatar, setRead } from "/static/shared/render.js";
+import { uploadFile } from "/static/shared/upload.js";
 
 addCatalog({
   en: {
@@ -326,23 +327,18 @@ async function upload(file) {
   const cid = newMsgId();
   const m = { client_msg_id: cid, file_type: 0, msg: t("uploading", { name: file.name }) };
   showPending(m, null);
-  const body = new FormData();
-  body.append("file", file);
   let reason = t("uploadFailed");
   try {
-    const r = await fetch("/api/upload", { method: "POST", headers: { Authorization: "Bearer " + (await getToken()) }, body });
-    const j = await r.json().catch(() => ({}));
-    if (r.ok && j.data && j.data.file_id) {
-      const f = j.data;
-      const ft = Number(f.file_type);
-      const p = pending.get(cid);
-      p.m = { client_msg_id: cid, file_type: ft, msg: f, created_at: Date.now() };
-      sendMessage({ msg: f.file_id, file_type: ft }, p.m);
-      return;
-    }
-    if (r.status === 413) reason = t("tooLarge", { name: file.name });
-    else if (r.status === 415) reason = t("badType");
-  } catch (e) { /* network: keep the generic reason */ }
+    const f = await uploadFile(file, await getToken());
+    const ft = Number(f.file_type);
+    const p = pending.get(cid);
+    p.m = { client_msg_id: cid, file_type: ft, msg: f, created_at: Date.now() };
+    sendMessage({ msg: f.file_id, file_type: ft }, p.m);
+    return;
+  } catch (e) {
+    if (e.status === 413) reason = t("tooLarge", { name: file.name });
+    else if (e.status === 415) reason = t("badType");
+  }
   pending.get(cid).m.msg = file.name;
   fail(cid, reason);
 }
