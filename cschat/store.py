@@ -111,6 +111,16 @@ _MIGRATIONS: list[list[str]] = [
             created_at INTEGER NOT NULL)""",
         """CREATE INDEX files_unused ON files (created_at) WHERE used = 0""",
     ],
+    [
+        # A message's position in its conversation (1 = first): page N of a history is
+        # then a range lookup, not an OFFSET scan over every newer message. Positions
+        # are dense because messages are never deleted.
+        """ALTER TABLE messages ADD COLUMN position INTEGER""",
+        """UPDATE messages SET position = numbered.n FROM (
+            SELECT id, ROW_NUMBER() OVER (PARTITION BY gid ORDER BY id) AS n FROM messages
+           ) AS numbered WHERE messages.id = numbered.id""",
+        """CREATE UNIQUE INDEX messages_by_position ON messages (gid, position)""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -219,7 +229,11 @@ class Store:
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
-        await self.write(_migrate)
+        try:
+            await self.write(_migrate)
+        except BaseException:
+            await self.close()
+            raise
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only=1")
         return self
@@ -497,8 +511,9 @@ class Store:
             created_at = now_ms()
             cursor = conn.execute(
                 "INSERT INTO messages (gid, sender, admin_id, file_type, body, client_msg_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at))
+                "created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "(SELECT message_count + 1 FROM guests WHERE gid = ?))",
+                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, gid))
             unread_column = {"guest": "unread_by_agent", "agent": "unread_by_guest"}.get(sender)
             conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
@@ -589,10 +604,13 @@ def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int
     if after_id is not None:
         sql += " ORDER BY m.id LIMIT ?"
         params.append(page_size)
+    elif before_id is not None:
+        sql += " ORDER BY m.id DESC LIMIT ?"
+        params.append(page_size)
     else:
-        offset = 0 if before_id is not None else (page_index - 1) * page_size
-        sql += " ORDER BY m.id DESC LIMIT ? OFFSET ?"
-        params += [page_size, offset]
+        newest = guest["message_count"] - (page_index - 1) * page_size
+        sql += " AND m.position > ? AND m.position <= ? ORDER BY m.id DESC"
+        params += [newest - page_size, newest]
     rows = conn.execute(sql, params).fetchall()
     if after_id is None:
         rows.reverse()

@@ -1,0 +1,64 @@
+"""The database file across versions: migrations keep stored conversations whole."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from cschat import store as store_module
+from cschat.store import SCHEMA_VERSION, Store
+
+
+def schema_2_database(path) -> None:
+    """A database as cschat's schema 2 left it, with two interleaved conversations."""
+    with sqlite3.connect(path) as conn:
+        for statements in store_module._MIGRATIONS[:2]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("INSERT INTO groups (id, name, created_at) VALUES (1, 'Shop', 0)")
+        for gid in (1, 2):
+            conn.execute("INSERT INTO guests (gid, group_id, uid, created_at, updated_at) "
+                         "VALUES (?, 1, ?, 0, 0)", (gid, f"u{gid}"))
+        for n in range(25):
+            for gid in (1, 2):
+                conn.execute("INSERT INTO messages (gid, sender, file_type, body, created_at) "
+                             "VALUES (?, 'guest', 0, ?, 0)", (gid, f"{gid}:{n}"))
+        conn.execute("UPDATE guests SET message_count = 25")
+
+
+@pytest.mark.gen_test
+async def test_upgrade_numbers_old_messages_so_pages_stay_the_same(tmp_path):
+    # Schema migrations (PRAGMA user_version): history pages (PROTOCOL 32100) of messages
+    # stored before positions existed are the same after the upgrade
+    path = str(tmp_path / "old.db")
+    schema_2_database(path)
+    store = await Store(path).open()
+    try:
+        page_1, total = await store.history(1, 1, 10, None, None)
+        page_3, _ = await store.history(1, 3, 10, None, None)
+        assert total == 25
+        assert [m["body"] for m in page_1] == [f"1:{n}" for n in range(15, 25)]
+        assert [m["body"] for m in page_3] == [f"1:{n}" for n in range(0, 5)]
+        assert (await store.history(1, 4, 10, None, None))[0] == []
+        message, created = await store.add_message(2, "guest", None, 0, "2:new", None)
+        assert created
+        newest, total = await store.history(2, 1, 2, None, None)
+        assert [m["body"] for m in newest] == ["2:24", "2:new"] and total == 26
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        positions = conn.execute("SELECT position FROM messages WHERE gid = 2 ORDER BY id")
+        assert [p for (p,) in positions] == list(range(1, 27))
+
+
+@pytest.mark.gen_test
+async def test_a_newer_database_is_refused(tmp_path):
+    # Migrations never run backwards: a database from a newer cschat stops this one
+    path = str(tmp_path / "new.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(store_module.StoreError, match="newer"):
+        await Store(path).open()
