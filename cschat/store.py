@@ -33,6 +33,7 @@ log = logging.getLogger("cschat.store")
 
 _MAX_UNITS_PER_COMMIT = 2000
 _BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_SECONDS = 1.0
 
 _MIGRATIONS: list[list[str]] = [
     [
@@ -219,6 +220,8 @@ class Store:
         self._pending: list[tuple[Callable, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task | None = None
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -228,6 +231,10 @@ class Store:
         self._writer = await self._connect()
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+        # SQLite would checkpoint inside whichever commit fills the WAL, stalling that
+        # commit, and every send waiting on it, for as long as copying the pages takes.
+        # A connection of its own checkpoints instead, beside the commits.
+        await self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
         try:
             await self.write(_migrate)
@@ -236,7 +243,18 @@ class Store:
             raise
         self._reader = await self._connect()
         await self._reader.execute("PRAGMA query_only=1")
+        self._checkpointer = await self._connect()
+        self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
         return self
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy committed pages from the WAL into the database file, off the commit path."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as error:  # busy or failing disk: try again next round
+                log.warning("checkpoint failed: %s", error)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -246,12 +264,14 @@ class Store:
         return conn
 
     async def close(self) -> None:
-        """Commit what is pending, then close both connections."""
+        """Commit what is pending, then close the connections."""
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
         self._closing = True
         self._wakeup.set()
         if self._writer_task is not None:
             await self._writer_task
-        for conn in (self._reader, self._writer):
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
                 await conn.close()
 
