@@ -59,7 +59,8 @@ class MemoryBroker:
         Frames published to one channel reach each subscriber in publish order.
         """
         subscribers = self._channels.get(channel)
-        if not subscribers:
+        if not subscribers or (exclude is not None and len(subscribers) == 1
+                               and exclude in subscribers):
             return
         text = encode(frame)
         for subscriber in list(subscribers):

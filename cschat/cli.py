@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -137,6 +138,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                                f"{settings.server['port']}: {error.strerror}") from None
         if demo:
             _print_demo(server, demo)
+        _tune_garbage_collection()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -145,6 +147,17 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         await server.stop()
     asyncio.run(serve())
     return 0
+
+
+def _tune_garbage_collection() -> None:
+    """Make full collections rare and small: they stop every connection while they run.
+
+    What exists after start-up lives as long as the process, so it is frozen out
+    of the collector's view; a larger first generation makes collections rarer.
+    Seen without this: 20-50 ms pauses with 1000 guests connected.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _print_demo(server: Server, demo: Demo) -> None:

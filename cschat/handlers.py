@@ -100,10 +100,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.held is not None:
             self.held.append(text)
             return
-        try:
-            self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            pass
+        self._send(text)
 
     def end(self, text: str) -> None:
         self.deliver(text)
@@ -192,10 +189,13 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _reply(self, api_key: Any, seq: Any, data: dict | None = None, code: int = 200,
                message: str = "") -> None:
-        text = p.encode(p.response(api_key if isinstance(api_key, int) else 0, data, seq,
-                                   code, message))
+        self._send(p.encode(p.response(api_key if isinstance(api_key, int) else 0, data, seq,
+                                       code, message)))
+
+    def _send(self, text: str) -> None:
+        """Write a frame; a peer that has gone is no error (its close is handled apart)."""
         try:
-            self.write_message(text)
+            self.write_message(text).add_done_callback(_ignore_closed)
         except tornado.websocket.WebSocketClosedError:
             pass
 
@@ -218,6 +218,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             return "-", "-"
         return self.session.role, (self.session.admin_id if self.session.role == "agent"
                                    else self.session.gid)
+
+
+def _ignore_closed(write: asyncio.Future) -> None:
+    # Retrieve the outcome so a write cut short by the peer is not logged as unhandled.
+    if not write.cancelled():
+        write.exception()
 
 
 def _decode(raw: str | bytes) -> dict | None:
