@@ -47,12 +47,26 @@ class Session:
     gid: int | None = None
 
 
-async def _sent(stored: Awaitable, error_base: int) -> tuple[dict, bool]:
-    """Await a queued message; a refused file becomes the send's -x306 (or -x303)."""
-    try:
-        return await stored
-    except FileRefused as refused:
-        raise ApiError(error_base - (3 if refused.wrong_type else 6), str(refused)) from None
+def _when_stored(stored: asyncio.Future, error_base: int,
+                 answer: Callable[[dict, bool], dict]) -> asyncio.Future:
+    """A future of ``answer(message, created)`` once ``stored`` commits.
+
+    Runs as a callback of the store's future rather than in a Task of its
+    own, which is one Task less per message on the busiest path. A refused
+    file becomes the send's -x306 (or -x303 for a file of another file_type).
+    """
+    answered = asyncio.get_running_loop().create_future()
+
+    def committed(future: asyncio.Future) -> None:
+        try:
+            answered.set_result(answer(*future.result()))
+        except FileRefused as refused:
+            answered.set_exception(ApiError(error_base - (3 if refused.wrong_type else 6),
+                                            str(refused)))
+        except Exception as error:  # noqa: BLE001 - handed to whoever awaits the answer
+            answered.set_exception(error)
+    stored.add_done_callback(committed)
+    return answered
 
 
 def new_ix() -> str:
@@ -206,8 +220,8 @@ class ChatService:
                                                        {"last_read_id": last_read_id}))
         return {"group_id": group_id, "gid": gid}
 
-    def agent_send(self, session: Session, params: dict) -> Awaitable[dict]:
-        """32300: queue the message now; the awaitable answers after its commit (R20)."""
+    def agent_send(self, session: Session, params: dict) -> asyncio.Future:
+        """32300: queue the message now; the future answers after its commit (R20)."""
         gid = p.integer(params, "gid", -32301, low=1)
         file_type, body = parse_message(params, -32300, self.settings["max_message_length"])
         client_msg_id = p.client_msg_id(params)
@@ -218,11 +232,11 @@ class ChatService:
                       if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(gid, "agent", session.admin_id, file_type, body,
                                         client_msg_id, attachment)
-        return self._agent_sent(session, conversation, stored)
+        return _when_stored(stored, -32300, lambda message, created: self._agent_sent(
+            session, conversation, message, created))
 
-    async def _agent_sent(self, session: Session, conversation: Conversation,
-                          stored: Awaitable) -> dict:
-        message, created = await _sent(stored, -32300)
+    def _agent_sent(self, session: Session, conversation: Conversation, message: dict,
+                    created: bool) -> dict:
         info = message_info(message, conversation.group_id)
         if created:
             self.broker.publish(guest_channel(conversation.gid),
@@ -395,7 +409,7 @@ class ChatService:
                 {"gid": session.gid, "group_id": session.group_id, "last_read_id": last_read_id}))
         return {"last_read_id": last_read_id}
 
-    def guest_send(self, session: Session, params: dict) -> Awaitable[dict]:
+    def guest_send(self, session: Session, params: dict) -> asyncio.Future:
         """22300: queue the message now, routing the guest first if it has no agent."""
         file_type, body = parse_message(params, -22300, self.settings["max_message_length"])
         client_msg_id = p.client_msg_id(params)
@@ -408,13 +422,14 @@ class ChatService:
                       if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(session.gid, "guest", None, file_type, body,
                                         client_msg_id, attachment)
-        return self._guest_sent(session, conversation, routed, stored)
+        return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
+            session, conversation, routed, message, created))
 
-    async def _guest_sent(self, session: Session, conversation: Conversation,
-                          routed: Awaitable | None, stored: Awaitable) -> dict:
+    def _guest_sent(self, session: Session, conversation: Conversation,
+                    routed: asyncio.Future | None, message: dict, created: bool) -> dict:
         if routed is not None:
-            self._announce([conversation], await routed)
-        message, created = await _sent(stored, -22300)
+            # Queued before the message, so already committed and resolved.
+            self._announce([conversation], routed.result())
         info = message_info(message, session.group_id)
         if created:
             agent = self.routing.assigned_agent(session.gid)

@@ -8,6 +8,7 @@ chats is in :mod:`cschat.chat`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -171,19 +172,24 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _answer(self, api_key: int, seq: Any, result: Awaitable[dict],
                 release_held: bool = False) -> None:
-        self.server.track(self._send_answer(api_key, seq, result, release_held))
+        """Reply once ``result`` (a coroutine, or a future from a send) settles."""
+        outcome = asyncio.ensure_future(result)
+        self.server.track(outcome)
+        outcome.add_done_callback(
+            functools.partial(self._send_answer, api_key, seq, release_held))
 
-    async def _send_answer(self, api_key: int, seq: Any, result: Awaitable[dict],
-                           release_held: bool) -> None:
-        try:
-            data = await result
-        except ApiError as error:
+    def _send_answer(self, api_key: int, seq: Any, release_held: bool,
+                     outcome: asyncio.Future) -> None:
+        if outcome.cancelled():
+            return
+        error = outcome.exception()
+        if error is None:
+            self._reply(api_key, seq, outcome.result())
+        elif isinstance(error, ApiError):
             self._reply(api_key, seq, code=error.code, message=error.message)
-        except Exception:
-            log.exception("request %s failed ix=%s", api_key, self.ix)
-            self._reply(api_key, seq, code=INTERNAL_ERROR, message="internal error")
         else:
-            self._reply(api_key, seq, data)
+            log.error("request %s failed ix=%s", api_key, self.ix, exc_info=error)
+            self._reply(api_key, seq, code=INTERNAL_ERROR, message="internal error")
         if release_held:
             self._release_held()
 
