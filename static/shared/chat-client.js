@@ -1,7 +1,6 @@
-// ChatClient: the WebSocket /ws with login, requests matched by seq, pushes by code,
-// heartbeats, reconnection with backoff, and an outbox of messages. Events: "state"
-// (also each state by name), push codes, "login", "reconnected" (catch up with after_id
-// there, before resends are answered), "refresh" (a new token, R12), "signed-out".
+// ChatClient over /ws: login, requests by seq, pushes by code, heartbeats, backoff, outbox.
+// Events: "state" (and each state), push codes, "login", "reconnected" (catch up with
+// after_id there), "refresh" (new token, R12), "signed-out".
 
 const ROLES = { agent: [31000, 3], guest: [21000, 1] }; // login api_key, call_type
 const HEARTBEAT_MS = 20000;

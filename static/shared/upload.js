@@ -1,8 +1,5 @@
-// Upload one file to /api/upload with the session's token (protocol §7).
-//   const info = await uploadFile(file, token); // {file_id, url, name, size, mime, …, file_type}
-//   then send it: {msg: info.file_id, file_type: info.file_type}
-// A refusal throws {status, code, message}; status is 0 when the server cannot be reached
-// (413 too large, 415 type not allowed, 400 empty or damaged, 401 token).
+// uploadFile(file, token[, fileType]) → the file object + file_type of /api/upload (protocol §7);
+// then send {msg: info.file_id, file_type: info.file_type}. Throws {status, code, message}.
 
 export async function uploadFile(file, token, fileType) {
   const body = new FormData();
