@@ -388,6 +388,9 @@ class ChatService:
             guest = await self.store.guest(gid)
             if guest is not None and guest["unread_by_agent"]:
                 return
+            if (self.routing.guest_online(gid) or conversation.assigned is not None
+                    or self.routing.conversations.get(gid) is not conversation):
+                return  # the guest came back while we read
         freed_group = conversation.group_id if conversation.assigned is not None else None
         self.routing.release(conversation)
         await self.store.save_routing([conversation.row()], 0)
@@ -414,22 +417,21 @@ class ChatService:
         file_type, body = parse_message(params, -22300, self.settings["max_message_length"])
         client_msg_id = p.client_msg_id(params)
         conversation = self.routing.conversation(session.gid, session.group_id)
-        routed = None
         if self._needs_routing(conversation):
             self._route(conversation)
-            routed = self.store.save_routing([conversation.row()], RECENT_MESSAGES)
+            # Announced from its own commit, so a message refused later (an unusable
+            # file) cannot leave an assignment nobody was told of.
+            self.store.save_routing([conversation.row()], RECENT_MESSAGES).add_done_callback(
+                lambda saved: self._announce([conversation], saved.result()))
         attachment = (Attachment(body, file_type, guest_gid=session.gid)
                       if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(session.gid, "guest", None, file_type, body,
                                         client_msg_id, attachment)
         return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
-            session, conversation, routed, message, created))
+            session, conversation, message, created))
 
-    def _guest_sent(self, session: Session, conversation: Conversation,
-                    routed: asyncio.Future | None, message: dict, created: bool) -> dict:
-        if routed is not None:
-            # Queued before the message, so already committed and resolved.
-            self._announce([conversation], routed.result())
+    def _guest_sent(self, session: Session, conversation: Conversation, message: dict,
+                    created: bool) -> dict:
         info = message_info(message, session.group_id)
         if created:
             agent = self.routing.assigned_agent(session.gid)
@@ -473,11 +475,11 @@ class ChatService:
         """Give queued conversations, oldest first, to agents with room."""
         assigned = []
         for conversation in self.routing.queued(group_id):
+            # No break on a miss: a later guest's own last agent may still take it (R24).
             agent = self.routing.pick_agent(group_id, conversation.last_aix)
-            if agent is None:
-                break
-            self.routing.assign(conversation, agent)
-            assigned.append(conversation)
+            if agent is not None:
+                self.routing.assign(conversation, agent)
+                assigned.append(conversation)
         if assigned:
             await self._save_and_announce(assigned)
 

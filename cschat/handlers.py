@@ -112,6 +112,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     def on_message(self, raw: str | bytes) -> None:
         self.last_frame = time.monotonic()
         frame = _decode(raw)
+        if not self.bucket.take():  # every frame counts, even one that is not JSON (R9)
+            api_key, seq = (frame.get("api_key", 0), frame.get("seq", p.NO_SEQ)) if frame \
+                else (0, p.NO_SEQ)
+            self._reply(api_key, seq if p.valid_seq(seq) else p.NO_SEQ, code=p.RATE_LIMITED,
+                        message="rate limited")
+            return
         if frame is None:
             self._reply(0, p.NO_SEQ, code=p.NOT_JSON_OBJECT,
                         message="a frame is one JSON object")
@@ -120,9 +126,6 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if not p.valid_seq(seq):
             self._reply(api_key, p.NO_SEQ, code=p.BAD_PARAMETER,
                         message="seq must be an integer or a string of at most 64 characters")
-            return
-        if not self.bucket.take():
-            self._reply(api_key, seq, code=p.RATE_LIMITED, message="rate limited")
             return
         try:
             self._dispatch(frame, api_key, seq)

@@ -8,6 +8,7 @@ build the frames of R4 and R5.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # call_type (R3)
@@ -124,6 +125,7 @@ def session_ended(api_key: int, reason: str) -> dict:
 _MISSING = object()
 # SQLite integers are 64-bit; a larger id or page number can match nothing.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only; longer cannot fit 64 bits
 
 
 def integer(params: dict, name: str, code: int = BAD_PARAMETER, *, default: Any = _MISSING,
@@ -138,7 +140,7 @@ def integer(params: dict, name: str, code: int = BAD_PARAMETER, *, default: Any 
         if default is _MISSING:
             raise ApiError(code, f"{name} missing")
         return default
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if type(value) is not int:
         raise ApiError(code, f"{name} must be an integer")

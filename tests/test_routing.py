@@ -679,3 +679,27 @@ async def test_end_conversation_errors(cschat_server):
     assert assigned_aix(h, gid_of(theirs)) == b
     await theirs.no_push(22701, within=0.1)
     assert await guest_list_gids(cb) == [gid_of(theirs)]
+
+
+@pytest.mark.gen_test
+async def test_queue_drain_reaches_guests_behind_one_nobody_can_take(make_server):
+    # PROTOCOL R24: a queued guest whose last agent is available goes back to it, even when
+    # an older queued guest has to keep waiting for capacity
+    h = await make_server(chat={"agent_capacity": 1})
+    group, a, agent = await h.logged_in_agent("A")
+    returning = await h.guest_client("returning", group)
+    await agent.push(32401)
+    await agent.ok(32700, gid=gid_of(returning))
+    busy = await h.guest_client("busy", group)
+    assert busy.login_data["agent"]["aix"] == a
+    await agent.ok(32500, status=1)
+    waiting = await h.guest_client("waiting", group)
+    await waiting.ok(22300, msg="first in line")
+    await returning.ok(22300, msg="me again")
+    assert assigned_aix(h, gid_of(returning)) is None
+    await agent.ok(32500, status=0)
+    assigned = await matching(agent, 32401,
+                              lambda d: d["guest_info"]["gid"] == gid_of(returning))
+    assert assigned["data"]["from_aix"] is None
+    assert assigned_aix(h, gid_of(returning)) == a
+    assert assigned_aix(h, gid_of(waiting)) is None

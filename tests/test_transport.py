@@ -649,3 +649,25 @@ async def test_null_seq_is_echoed(cschat_server):
     assert "seq" in reply and reply["seq"] is None
     client.send_raw(json.dumps({"call_type": 0}))
     assert "seq" not in await client.read()
+
+
+@pytest.mark.parametrize("gid", ["--1", "\u00b2", "1" * 5000, "1_000", " 12 3"])
+@pytest.mark.gen_test
+async def test_odd_digit_strings_get_the_api_code_and_keep_the_connection(cschat_server, gid):
+    # PROTOCOL R8: a malformed number is the API's own code; no request crashes the connection
+    _, _, agent, guest = await cschat_server.pair()
+    assert_error(await agent.call(32300, gid=gid, msg="hi"), -32301)
+    assert_error(await agent.call(32100, gid=gid, group_id=1), -32101)
+    assert_error(await guest.call(22100, page_index=gid), -10004)
+    assert (await agent.call(0, call_type=0))["code"] == 200
+
+
+@pytest.mark.gen_test
+async def test_invalid_frames_count_against_the_rate_limit(make_server):
+    # PROTOCOL R9: every frame counts, even one that is not JSON
+    h = await make_server(chat={"rate_limit": 5})
+    client = await Client.connect(h.port, 1)
+    for _ in range(20):
+        client.send_raw("not json")
+    codes = [(await client.read())["code"] for _ in range(20)]
+    assert codes.count(-10029) >= 8 and set(codes) == {-10001, -10029}

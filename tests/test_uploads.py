@@ -494,3 +494,18 @@ async def test_unused_uploads_are_removed(make_server):
     names = {os.path.basename(p) for p in stored_files(h)}
     assert not any(n.startswith(unused["data"]["file_id"]) for n in names)
     assert used["data"]["file_id"] in names
+
+
+@pytest.mark.gen_test
+async def test_a_refused_file_still_announces_the_routing_it_caused(server):
+    # PROTOCOL R24: routing on a guest's message is pushed (32401/22401) even when that
+    # message is then refused (-22306)
+    h = server
+    agent = await h.agent_client(h.admin_id)
+    guest = await h.guest_client("visitor-1", h.group_id)
+    await agent.push(32401)
+    await agent.ok(32700, gid=guest.login_data["gid"])
+    assert (await guest.call(22300, msg="A" * 22, file_type=1))["code"] == -22306
+    assigned = (await agent.push(32401))["data"]
+    assert assigned["guest_info"]["gid"] == guest.login_data["gid"]
+    assert (await guest.push(22401))["data"]["agent"]["aix"] == h.admin_id
