@@ -164,11 +164,8 @@ class Settings:
     running on the embedded defaults.
     """
 
-    def __init__(self, values: dict[str, dict[str, Any]], raw: dict[str, dict[str, str]],
-                 base_dir: str, source: str | None):
+    def __init__(self, values: dict[str, dict[str, Any]], source: str | None):
         self._values = values
-        self._raw = raw
-        self._base_dir = base_dir
         self.source = source
 
     def __getattr__(self, section: str) -> dict[str, Any]:
@@ -176,13 +173,6 @@ class Settings:
             return self._values[section]
         except KeyError:
             raise AttributeError(section) from None
-
-    def with_overrides(self, overrides: dict[str, dict[str, str]]) -> Settings:
-        """Return new settings with some raw values replaced, checked like a file's."""
-        raw = {s: {k: str(v) for k, v in keys.items()} for s, keys in self._raw.items()}
-        for section, keys in overrides.items():
-            raw.setdefault(section, {}).update({k: str(v) for k, v in keys.items()})
-        return _build(raw, self._base_dir, self.source)
 
 
 def _build(raw: dict[str, dict[str, str]], base_dir: str, source: str | None) -> Settings:
@@ -206,7 +196,7 @@ def _build(raw: dict[str, dict[str, str]], base_dir: str, source: str | None) ->
         values["auth"]["refresh_window"] = values["auth"]["token_ttl"] // 2
     for section, key in (("database", "path"), ("uploads", "dir")):
         values[section][key] = os.path.abspath(os.path.join(base_dir, values[section][key]))
-    return Settings(values, raw, base_dir, source)
+    return Settings(values, source)
 
 
 def load_settings(path: str | None = None) -> Settings:

@@ -396,24 +396,11 @@ class Store:
             "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.username = ?",
             (username,))))
 
-    async def agents_of_group(self, group_id: int) -> list[dict]:
-        return await self.read(lambda conn: [dict(row) for row in conn.execute(
-            "SELECT id, group_id, name, avatar FROM agents WHERE group_id = ? AND enabled = 1 "
-            "ORDER BY id", (group_id,))])
-
     async def directory_version(self) -> int:
         """A number that changes whenever a group or an agent is added, enabled or disabled."""
         def query(conn):
             row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
             return int(row["value"]) if row else 0
-        return await self.read(query)
-
-    async def disabled(self) -> tuple[set[int], set[int]]:
-        """``(disabled group ids, disabled agent ids)``."""
-        def query(conn):
-            groups = {row[0] for row in conn.execute("SELECT id FROM groups WHERE enabled = 0")}
-            agents = {row[0] for row in conn.execute("SELECT id FROM agents WHERE enabled = 0")}
-            return groups, agents
         return await self.read(query)
 
     async def secret(self) -> str:
