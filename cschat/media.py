@@ -1,55 +1,76 @@
 """Uploaded media: what a file is (by its bytes), whether it is allowed, and how it is kept.
 
 Types come from libmagic on the file's first bytes, never from its name or
-the Content-Type a client claims. Images are decoded with Pillow under a
-pixel limit, turned upright by their EXIF orientation and stored again
-without their metadata (GPS included), with a thumbnail. Files live under
-``[uploads] dir`` as ``YYYY/MM/<random id>``: no part of a stored path comes
-from the user. Nothing here touches the database.
+the Content-Type a client claims. Images are decoded with Pillow only once
+their frames and pixels fit a budget, turned upright by their EXIF
+orientation and stored again without their metadata (GPS included), with a
+thumbnail. Files live under ``[uploads] dir`` as ``YYYY/MM/<random id>``: no
+part of a stored path comes from the user. Folders are readable by cschat's
+user only (0700), files too (0600). Nothing here touches the database; every
+function that reads or writes files blocks, so callers run it in a thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import io
 import os
 import re
 import secrets
-import shutil
 import time
 import unicodedata
 
 import magic
 from PIL import Image, ImageOps
 
-from cschat.protocol import FILE, IMAGE, VIDEO, VOICE
+from cschat.protocol import BAD_PARAMETER, FILE, IMAGE, RATE_LIMITED, VIDEO, VOICE
 
 THUMB_SIDE = 320
 SNIFF_BYTES = 16384
 NAME_MAX_LENGTH = 200
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
 _KEPT_AS_UPLOADED = ("image/gif",)  # animation survives; GIF has no EXIF to strip
 _SAVE_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 FILE_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 class UploadRefused(Exception):
-    """An upload that cannot be accepted; ``status`` is the HTTP status to answer."""
+    """An upload that cannot be accepted.
 
-    def __init__(self, status: int, message: str):
+    ``status`` is the HTTP status to answer, ``code`` the body's code (-10029
+    for a quota, 429; -10004 otherwise) and ``retry_after`` the seconds worth
+    waiting before trying again, when that is known.
+    """
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = RATE_LIMITED if status == 429 else BAD_PARAMETER
+        self.retry_after = retry_after
+
+
+def disk_refusal(error: OSError) -> UploadRefused:
+    """The 507 for an OSError writing an upload; its text names no path of the server."""
+    if error.errno in _DISK_FULL:
+        return UploadRefused(507, "the uploads disk is full; try again later")
+    return UploadRefused(507, "the file could not be stored; try again later")
 
 
 @dataclasses.dataclass(frozen=True)
 class UploadPolicy:
-    """The ``[uploads]`` settings: allowed types and size limits per file_type."""
+    """The ``[uploads]`` settings about files: allowed types, size and image limits."""
 
     folder: str
     max_bytes: dict[int, int]
     types: dict[int, frozenset[str]]
     blocked: frozenset[str]
     max_image_pixels: int
+    max_image_frames: int
 
     @classmethod
     def from_settings(cls, uploads: dict) -> UploadPolicy:
@@ -61,7 +82,8 @@ class UploadPolicy:
                    VIDEO: frozenset(uploads["video_types"]),
                    VOICE: frozenset(uploads["voice_types"])},
             blocked=frozenset(uploads["blocked_types"]),
-            max_image_pixels=uploads["max_image_pixels"])
+            max_image_pixels=uploads["max_image_pixels"],
+            max_image_frames=uploads["max_image_frames"])
 
     def limit(self, file_type: int | None) -> int:
         """Most bytes a file of ``file_type`` (or of any type, for None) may have."""
@@ -100,10 +122,19 @@ class StoredMedia:
     thumb_mime: str | None = None
 
 
-def sniff(path: str) -> str:
-    """The MIME type libmagic reads from the first bytes of the file at ``path``."""
-    with open(path, "rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+@dataclasses.dataclass
+class _Rendered:
+    """An image decoded and encoded again, still in memory."""
+
+    data: bytes | None  # None: the upload is kept as it is
+    width: int
+    height: int
+    thumb: bytes
+    thumb_mime: str
+
+
+def sniff(head: bytes) -> str:
+    """The MIME type libmagic reads from ``head``, a file's first :data:`SNIFF_BYTES`."""
     if not head:
         raise UploadRefused(400, "the file is empty")
     return magic.from_buffer(head, mime=True)
@@ -116,64 +147,121 @@ def display_name(raw: str | None) -> str:
     return name[:NAME_MAX_LENGTH] or "file"
 
 
-def keep(spooled: str, mime: str, file_type: int, policy: UploadPolicy) -> StoredMedia:
-    """Move the spooled upload into place, processing images; blocking, run it in a thread.
+def make_folder(path: str) -> None:
+    """Create ``path`` and its missing parents with mode 0700 (``os.makedirs`` would
+    give the parents the default mode)."""
+    if os.path.isdir(path):
+        return
+    make_folder(os.path.dirname(path))
+    try:
+        os.mkdir(path, FOLDER_MODE)
+    except FileExistsError:
+        pass
 
-    Raises UploadRefused (400) for a corrupt image or one over the pixel limit.
-    An image's spooled file is left for the caller to remove.
+
+def create_file(path: str):
+    """A new binary file at ``path``, open for writing, mode 0600; raises if it exists."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+
+
+def keep(spooled: str, mime: str, file_type: int, policy: UploadPolicy) -> StoredMedia:
+    """Move the spooled upload into place, processing images first.
+
+    Raises UploadRefused: 400 for an image that is corrupt or over the frame
+    or pixel budget (checked before anything is decoded), 507 when the file
+    cannot be written (a full disk). Nothing is left in the uploads folder
+    when it raises. An image's spooled file is left for the caller to remove.
     """
+    rendered = _render_image(spooled, mime, policy) if file_type == IMAGE else None
     file_id = secrets.token_urlsafe(16)
     folder = time.strftime("%Y/%m", time.gmtime())
-    os.makedirs(os.path.join(policy.folder, folder), exist_ok=True)
-    path = f"{folder}/{file_id}"
-    target = os.path.join(policy.folder, path)
-    media = StoredMedia(file_id, path, 0, "")
-    if file_type == IMAGE:
-        _keep_image(spooled, target, mime, policy.max_image_pixels, media)
-    else:
-        os.replace(spooled, target)
-    media.size = os.path.getsize(target)
-    media.sha256 = _sha256(target)
+    media = StoredMedia(file_id, f"{folder}/{file_id}", 0, "")
+    target = os.path.join(policy.folder, media.path)
+    written: list[str] = []
+    try:
+        make_folder(os.path.dirname(target))
+        written.append(media.path)
+        if rendered is None or rendered.data is None:
+            os.replace(spooled, target)
+        else:
+            _write(target, rendered.data)
+        if rendered is not None:
+            media.width, media.height = rendered.width, rendered.height
+            media.thumb_path, media.thumb_mime = media.path + ".thumb", rendered.thumb_mime
+            written.append(media.thumb_path)
+            _write(os.path.join(policy.folder, media.thumb_path), rendered.thumb)
+        media.size = os.path.getsize(target)
+        media.sha256 = _sha256(target)
+    except OSError as error:
+        remove(policy, written)
+        raise disk_refusal(error) from None
     return media
 
 
-def _keep_image(spooled: str, target: str, mime: str, max_pixels: int,
-                media: StoredMedia) -> None:
+def _render_image(spooled: str, mime: str, policy: UploadPolicy) -> _Rendered:
+    """Check the budget, then decode and encode again in memory, so that an error
+    here is always the image's (400) and never the disk's. Works in place where
+    it can: a copy of a 24-megapixel photo is another 72 MB."""
     try:
         with Image.open(spooled) as image:
-            if image.width * image.height > max_pixels:
-                raise UploadRefused(400, "the image has too many pixels")
+            _check_budget(image, policy)
             image.verify()
         with Image.open(spooled) as image:
             image.load()
             icc_profile = image.info.get("icc_profile")
             if mime in _KEPT_AS_UPLOADED:
-                shutil.copyfile(spooled, target)
-                upright = image.copy()
+                upright, data = image, None
             elif getattr(image, "is_animated", False):
                 # Every frame is kept; turning them upright is left to EXIF-less
                 # animations, which is what animated WebP and PNG almost always are.
-                _save(image, target, _SAVE_FORMATS[mime], icc_profile, save_all=True)
-                upright = image.copy()
+                upright = image.copy()  # the first frame, for the thumbnail
+                data = _encode(image, _SAVE_FORMATS[mime], icc_profile, save_all=True)
             else:
-                upright = ImageOps.exif_transpose(image)
-                _save(upright, target, _SAVE_FORMATS[mime], icc_profile, save_all=False)
+                ImageOps.exif_transpose(image, in_place=True)
+                upright = image
+                data = _encode(upright, _SAVE_FORMATS[mime], icc_profile, save_all=False)
+            width, height = upright.size
+            thumb, thumb_mime = _thumbnail(upright)
     except UploadRefused:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UploadRefused(400, f"not a readable image: {error}") from None
-    media.width, media.height = upright.size
-    thumb = upright.convert("RGBA" if _has_alpha(upright) else "RGB")
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    media.thumb_path = media.path + ".thumb"
-    media.thumb_mime = "image/png" if thumb.mode == "RGBA" else "image/jpeg"
-    thumb.save(os.path.join(os.path.dirname(target), os.path.basename(media.thumb_path)),
-               "PNG" if thumb.mode == "RGBA" else "JPEG", quality=85)
+    except Image.DecompressionBombError:
+        raise UploadRefused(400, "the image has too many pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise UploadRefused(400, "not a readable image") from None
+    return _Rendered(data, width, height, thumb, thumb_mime)
 
 
-def _save(image: Image.Image, target: str, fmt: str, icc_profile: bytes | None,
-          save_all: bool) -> None:
-    """Save without EXIF, XMP or text chunks: Pillow writes only what is passed here."""
+def _thumbnail(image: Image.Image) -> tuple[bytes, str]:
+    """A JPEG (PNG with transparency) of at most THUMB_SIDE pixels; shrinks ``image``."""
+    mode = "RGBA" if _has_alpha(image) else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buffer = io.BytesIO()
+    fmt = "PNG" if mode == "RGBA" else "JPEG"
+    image.save(buffer, fmt, quality=85)
+    return buffer.getvalue(), f"image/{fmt.lower()}"
+
+
+def _check_budget(image: Image.Image, policy: UploadPolicy) -> None:
+    """Refuse (400) an image whose frames together have more pixels than the budget.
+
+    Every frame is decoded onto the whole canvas, so a few kilobytes of
+    animation can cost gigabytes; ``n_frames`` comes from the headers
+    (PNG, WebP) or a scan of the blocks (GIF) and decodes nothing.
+    """
+    frames = getattr(image, "n_frames", 1)
+    if frames > policy.max_image_frames:
+        raise UploadRefused(400, f"the image has {frames} frames; at most "
+                                 f"{policy.max_image_frames} are allowed")
+    if frames * image.width * image.height > policy.max_image_pixels:
+        raise UploadRefused(400, f"the image is too large: {frames} frame(s) of "
+                                 f"{image.width}×{image.height} pixels pass the limit of "
+                                 f"{policy.max_image_pixels} pixels in all")
+
+
+def _encode(image: Image.Image, fmt: str, icc_profile: bytes | None, save_all: bool) -> bytes:
+    """Encode without EXIF, XMP or text chunks: Pillow writes only what is passed here."""
     options: dict = {"icc_profile": icc_profile} if icc_profile else {}
     if fmt == "JPEG":
         image = image.convert("RGB") if image.mode not in ("RGB", "L", "CMYK") else image
@@ -182,7 +270,14 @@ def _save(image: Image.Image, target: str, fmt: str, icc_profile: bytes | None,
         options.update(quality=90)
     if save_all:
         options.update(save_all=True)
-    image.save(target, fmt, **options)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _write(path: str, data: bytes) -> None:
+    with create_file(path) as handle:
+        handle.write(data)
 
 
 def _has_alpha(image: Image.Image) -> bool:

@@ -227,7 +227,7 @@ async def test_refused_uploads_store_nothing(server, name, data, requested, stat
 
 
 def stored_files(h) -> list[str]:
-    folder = h.server.upload_policy.folder
+    folder = h.server.uploads.policy.folder
     return [os.path.join(root, name) for root, _, names in os.walk(folder)
             for name in names if not root.endswith("tmp")]
 
@@ -337,7 +337,7 @@ async def test_file_names_are_for_display_only(server):
         assert "/" not in shown and "\\" not in shown and "\x00" not in shown
     assert [n for (n,) in h.db("SELECT name FROM files ORDER BY rowid")] == [
         "passwd", "boot.ini", "<img src=x onerror=alert(1)>.txt", "abc.txt"]
-    folder = h.server.upload_policy.folder
+    folder = h.server.uploads.policy.folder
     for path in stored_files(h):
         relative = os.path.relpath(path, folder)
         assert relative.split(os.sep)[0].isdigit() and ".." not in relative
