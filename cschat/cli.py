@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import getpass
 import logging
 import signal
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 from cschat import __version__
 from cschat.app import Server, make_tokens, open_store
 from cschat.auth import UID_MAX_LENGTH, hash_password, is_web_url
-from cschat.demo import Demo, prepare_demo
+from cschat.demo import Demo, prepare_demo, retire_demo
 from cschat.settings import ConfigError, Settings, load_settings
 from cschat.store import Store, StoreError
 
@@ -64,13 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--avatar", default="", metavar="URL")
     add.add_argument("--username", metavar="U")
-    add.add_argument("--password", metavar="P")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (a prompt on a terminal)")
     command(agent, "list", _agent_list, "list agents")
     for action, enabled in (("disable", False), ("enable", True)):
         command(agent, action, _agent_enable(enabled), f"{action} an agent").add_argument(
             "id", type=int)
     command(agent, "password", _agent_password,
-            "set an agent's password, read from standard input").add_argument("id", type=int)
+            "set an agent's password, read from standard input (a prompt on a terminal); "
+            "signs the agent out everywhere").add_argument("id", type=int)
+    command(agent, "signout", _agent_signout,
+            "sign an agent out everywhere: revoke every token cschat minted for it"
+            ).add_argument("id", type=int)
 
     token = commands.add_parser("token", help="mint tokens").add_subparsers(
         dest="kind", required=True, metavar="KIND")
@@ -124,12 +130,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
     async def serve():
         demo = None
-        if args.demo:
-            store = await _open(settings)
-            try:
+        store = await _open(settings)
+        try:
+            if args.demo:
                 demo = await prepare_demo(store)
-            finally:
-                await store.close()
+            else:
+                await retire_demo(store)
+        finally:
+            await store.close()
         server = Server(settings, demo.group_id if demo else None)
         try:
             await server.start()
@@ -196,15 +204,13 @@ def _agent_add(settings: Settings, args: argparse.Namespace) -> None:
     name = args.name.strip()
     if not name:
         raise CommandError("an agent needs a name")
-    if (args.username is None) != (args.password is None):
-        raise CommandError("--username and --password go together")
+    if (args.username is None) == args.password_stdin:
+        raise CommandError("--username and --password-stdin go together")
     if args.username is not None and not args.username.strip():
         raise CommandError("the username cannot be empty")
-    if args.password is not None and not args.password:
-        raise CommandError("the password cannot be empty")
     if not is_web_url(args.avatar):
         raise CommandError("--avatar must be an http(s) URL")
-    password_hash = hash_password(args.password) if args.password else None
+    password_hash = hash_password(_read_password(settings)) if args.password_stdin else None
     print(_in_store(settings, lambda store: store.add_agent(
         args.group, name, args.avatar, args.username, password_hash)))
 
@@ -223,10 +229,33 @@ def _agent_enable(enabled: bool) -> Callable:
 
 
 def _agent_password(settings: Settings, args: argparse.Namespace) -> None:
-    password = sys.stdin.readline().rstrip("\r\n")
+    password_hash = hash_password(_read_password(settings))
+    _in_store(settings, lambda store: store.set_agent_password(args.id, password_hash))
+
+
+def _agent_signout(settings: Settings, args: argparse.Namespace) -> None:
+    _in_store(settings, lambda store: store.sign_out_agent(args.id))
+
+
+def _read_password(settings: Settings) -> str:
+    """A new password: typed twice at a prompt on a terminal, else the first line of stdin.
+
+    Never a command-line argument, which shell history and ``ps`` would show.
+    Refused when shorter than ``[auth] min_password_length``.
+    """
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("The same again: ") != password:
+            raise CommandError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
     if not password:
-        raise CommandError("no password on standard input")
-    _in_store(settings, lambda store: store.set_agent_password(args.id, hash_password(password)))
+        raise CommandError("no password given on standard input")
+    shortest = settings.auth["min_password_length"]
+    if len(password) < shortest:
+        raise CommandError(f"the password must have at least {shortest} characters "
+                           "([auth] min_password_length)")
+    return password
 
 
 def _check_ttl(ttl: int | None) -> None:
@@ -238,9 +267,11 @@ def _token_agent(settings: Settings, args: argparse.Namespace) -> None:
     _check_ttl(args.ttl)
 
     async def mint(store: Store) -> str:
-        if await store.agent(args.admin_id) is None:
+        agent = await store.agent(args.admin_id)
+        if agent is None:
             raise CommandError(f"no agent {args.admin_id}")
-        return (await make_tokens(settings, store)).mint_agent(args.admin_id, args.ttl)
+        return (await make_tokens(settings, store)).mint_agent(
+            args.admin_id, agent["token_version"], args.ttl)
     print(_in_store(settings, mint))
 
 

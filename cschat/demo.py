@@ -1,4 +1,8 @@
-"""``cschat run --demo``: a demo group with two agents, for a first look in a minute."""
+"""``cschat run --demo``: a demo group with two agents, for a first look in a minute.
+
+The demo agents' passwords are printed, so they live only as long as a run
+with ``--demo``: ``cschat run`` without it removes them (:func:`retire_demo`).
+"""
 
 from __future__ import annotations
 
@@ -44,7 +48,19 @@ async def prepare_demo(store: Store) -> Demo:
     for admin_id in json.loads(await store.meta("demo_agents") or "[]"):
         if admin_id in listed:
             password = secrets.token_urlsafe(9)
-            await store.set_agent_password(admin_id, hash_password(password))
+            # A demo restarted with --demo keeps its consoles signed in (only the
+            # printed passwords are new); a run without --demo revokes them.
+            await store.set_agent_password(admin_id, hash_password(password), revoke=False)
             await store.set_agent_enabled(admin_id, True)
             credentials.append((listed[admin_id]["username"], password))
     return Demo(group_id, credentials)
+
+
+async def retire_demo(store: Store) -> None:
+    """Remove the demo agents' passwords and revoke their tokens, if a demo ran before.
+
+    A shop that tried ``--demo`` and then runs for real must not keep accounts
+    whose passwords were printed on a terminal. The group and the agents stay
+    (with their conversations); the next ``--demo`` run gives them new passwords.
+    """
+    await store.forget_passwords(json.loads(await store.meta("demo_agents") or "[]"))

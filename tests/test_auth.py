@@ -3,6 +3,7 @@ endpoints /api/login, /api/visitor and /healthz of §7."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -10,9 +11,13 @@ import time
 
 import jwt
 import pytest
-from conftest import AGENT_INFO_KEYS, GUEST_INFO_KEYS, Client, assert_error
+from conftest import AGENT_INFO_KEYS, GUEST_INFO_KEYS, Client, assert_error, cschat_ok
 
-from cschat.auth import hash_password
+from cschat.auth import SCRYPT_N, check_password, hash_password
+
+# Hashes made with this cost take a millisecond instead of a third of a second;
+# a successful sign-in upgrades them to the production cost (SECURITY tokens and sign-in).
+WEAK_N = 2**10
 
 SECRET = "test-secret-for-auth-tests-" + "0123456789abcdef" * 3
 OTHER_SECRET = "another-secret-that-is-not-the-configured-one"
@@ -30,15 +35,21 @@ def unsigned(claims: dict) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-def agent_claims(admin_id, ttl: int = 3600, **extra) -> dict:
+def agent_claims(admin_id, ttl: int = 3600, issued_ago: int = 0, **extra) -> dict:
+    """Claims of a token issued ``issued_ago`` seconds ago with ``ttl`` seconds left."""
     now = int(time.time())
-    return {"typ": "agent", "admin_id": admin_id, "iat": now, "exp": now + ttl, **extra}
-
-
-def guest_claims(uid, group_id, ttl: int = 3600, **extra) -> dict:
-    now = int(time.time())
-    return {"typ": "guest", "uid": uid, "group_id": group_id, "iat": now, "exp": now + ttl,
+    return {"typ": "agent", "admin_id": admin_id, "iat": now - issued_ago, "exp": now + ttl,
             **extra}
+
+
+def guest_claims(uid, group_id, ttl: int = 3600, issued_ago: int = 0, **extra) -> dict:
+    now = int(time.time())
+    return {"typ": "guest", "uid": uid, "group_id": group_id, "iat": now - issued_ago,
+            "exp": now + ttl, **extra}
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, SECRET, algorithms=["HS256"])
 
 
 def without(claims: dict, key: str) -> dict:
@@ -54,6 +65,16 @@ async def secret_server_and_agent(make_server, **auth):
     h = await secret_server(make_server, **auth)
     group = await h.group()
     return h, group, await h.agent(group)
+
+
+async def taken_in(h) -> None:
+    """Wait until the server has taken in a change to groups and agents made behind its
+    back (by the CLI, or the store directly): it polls every second (README)."""
+    for _ in range(150):
+        if h.server.chat._directory_version == await h.server.store.directory_version():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server did not take in the directory change")
 
 
 async def login(h, api_key: int, **params) -> dict:
@@ -238,10 +259,12 @@ async def test_agent_login_unknown_disabled_and_group_disabled(make_server):
     bob = await h.agent(other_group, "Bob")
     assert_error(await login(h, 31000, token=sign(agent_claims(aid + bob + 100))), -31002)
     await h.server.store.set_agent_enabled(aid, False)
+    await taken_in(h)
     assert_error(await login(h, 31000, token=sign(agent_claims(aid))), -31003)
     await h.server.store.set_agent_enabled(aid, True)
     assert (await login(h, 31000, token=sign(agent_claims(aid))))["code"] == 200
     await h.server.store.set_group_enabled(other_group, False)
+    await taken_in(h)
     assert_error(await login(h, 31000, token=sign(agent_claims(bob))), -31004)
     await h.server.store.set_group_enabled(other_group, True)
     assert (await login(h, 31000, token=sign(agent_claims(bob))))["code"] == 200
@@ -254,6 +277,7 @@ async def test_guest_login_disabled_or_missing_group(make_server):
     group = await h.group()
     assert_error(await login(h, 21000, token=sign(guest_claims("u", group + 50))), -21004)
     await h.server.store.set_group_enabled(group, False)
+    await taken_in(h)
     assert_error(await login(h, 21000, token=sign(guest_claims("u", group))), -21004)
     assert h.db("SELECT COUNT(*) FROM guests")[0][0] == 0
     await h.server.store.set_group_enabled(group, True)
@@ -268,7 +292,7 @@ async def test_agent_token_refresh(make_server):
     # PROTOCOL R12: less than refresh_window left → is_refresh 1 and a working refresh_token
     # token_ttl 3600: refresh_window defaults to 1800
     h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600)
-    old = agent_claims(aid, ttl=600)
+    old = agent_claims(aid, ttl=600, issued_ago=3000)
     data = (await h.agent_client(aid, token=sign(old))).login_data
     assert data["is_refresh"] == 1
     new_token = data["refresh_token"]
@@ -295,7 +319,7 @@ async def test_guest_token_refresh_keeps_claims(make_server):
     # PROTOCOL R12 for 21000: same claims, fresh exp
     h = await secret_server(make_server, token_ttl=3600)
     group = await h.group()
-    old = guest_claims("shop-9", group, ttl=120, name="Ann",
+    old = guest_claims("shop-9", group, ttl=120, issued_ago=3480, name="Ann",
                        avatar="https://shop.example/ann.png")
     first = (await h.guest_client("x", group, token=sign(old))).login_data
     assert first["is_refresh"] == 1
@@ -315,11 +339,12 @@ async def test_guest_token_refresh_keeps_claims(make_server):
 async def test_refresh_window_setting(make_server):
     # PROTOCOL R12: refresh_window is configurable
     h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600, refresh_window=100)
-    first = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=600)))
+    first = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=600, issued_ago=3000)))
     assert first.login_data["is_refresh"] == 0 and first.login_data["refresh_token"] == ""
-    second = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=50)))
+    second = await h.agent_client(aid, token=sign(agent_claims(aid, ttl=50, issued_ago=3000)))
     assert second.login_data["is_refresh"] == 1 and second.login_data["refresh_token"]
-    guest = await h.guest_client("g", group, token=sign(guest_claims("g", group, ttl=50)))
+    guest = await h.guest_client("g", group, token=sign(guest_claims("g", group, ttl=50,
+                                                                     issued_ago=3000)))
     assert guest.login_data["is_refresh"] == 1 and guest.login_data["refresh_token"]
 
 
@@ -380,6 +405,8 @@ async def test_agent_login_data(cschat_server):
     assert by_id[bob]["name"] == "Bob" and by_id[bob]["status"] == "offline"
     guest = await h.guest_client("g1", group, "Gina")
     await tab1.push(32401)
+    await guest.ok(22300, msg="hello")  # a conversation the guest wrote in counts in load
+    await tab1.push(32399)
     tab2 = await h.agent_client(alice)
     data2 = tab2.login_data
     assert re.fullmatch(r"[0-9a-f]{20}", data2["ix"])
@@ -428,7 +455,11 @@ async def test_guest_login_data(cschat_server):
 
 async def agent_with_password(h, group, username="alice", password="s3cret pw"):
     return await h.agent(group, "Alice", username=username,
-                         password_hash=hash_password(password))
+                         password_hash=hash_password(password, n=WEAK_N))
+
+
+async def sign_in(h, username="alice", password="s3cret pw") -> tuple[int, dict]:
+    return await h.http("POST", "/api/login", {"username": username, "password": password})
 
 
 @pytest.mark.gen_test
@@ -490,22 +521,23 @@ async def test_http_login_bad_body_is_400(cschat_server, body):
 
 
 @pytest.mark.gen_test
-async def test_http_login_disabled_agent_gets_no_token(cschat_server):
-    # PROTOCOL §7 /api/login with 31000 -31003 / -31004: no token for a disabled agent or group
+async def test_http_login_disabled_account_answers_as_a_wrong_password(cschat_server):
+    # PROTOCOL §7 /api/login: a disabled agent or group gets 401 -31002 for the right password
+    # as for a wrong one, so the answer never confirms a disabled account's password
     h = cschat_server
     group = await h.group()
     aid = await agent_with_password(h, group)
     await h.server.store.set_agent_enabled(aid, False)
-    status, body = await h.http("POST", "/api/login", {"username": "alice",
-                                                        "password": "s3cret pw"})
-    assert status != 200 and body["code"] != 200
-    assert not body.get("data", {}).get("token")
+    wrong = await sign_in(h, password="not it")
+    assert wrong[0] == 401 and wrong[1]["code"] == -31002
+    assert await sign_in(h) == wrong
     await h.server.store.set_agent_enabled(aid, True)
     await h.server.store.set_group_enabled(group, False)
-    status, body = await h.http("POST", "/api/login", {"username": "alice",
-                                                        "password": "s3cret pw"})
-    assert status != 200 and body["code"] != 200
-    assert not body.get("data", {}).get("token")
+    assert await sign_in(h, password="not it") == wrong
+    assert await sign_in(h) == wrong
+    await h.server.store.set_group_enabled(group, True)
+    status, body = await sign_in(h)
+    assert status == 200 and body["data"]["admin_id"] == aid
 
 
 # -- POST /api/visitor -----------------------------------------------------------------------
@@ -599,14 +631,183 @@ async def test_token_errors_say_why_in_plain_words(make_server):
 async def test_refresh_keeps_the_shops_own_claims(make_server):
     # PROTOCOL R12: the refresh token has the same claims (the shop's extra ones too)
     h, group, _ = await secret_server_and_agent(make_server)
-    token = jwt.encode({"typ": "guest", "uid": "shopper-9", "group_id": group,
-                        "name": "Ann", "vip": "gold", "exp": int(time.time()) + 60},
-                       SECRET, algorithm="HS256")
+    token = sign(guest_claims("shopper-9", group, ttl=60, issued_ago=7140, name="Ann",
+                              vip="gold"))
     data = (await login(h, 21000, token=token))["data"]
     assert data["is_refresh"] == 1
-    claims = jwt.decode(data["refresh_token"], SECRET, algorithms=["HS256"])
+    claims = claims_of(data["refresh_token"])
     assert claims["vip"] == "gold" and claims["uid"] == "shopper-9" and claims["name"] == "Ann"
-    assert claims["exp"] > time.time() + 3600
+    assert abs(claims["exp"] - (time.time() + 7200)) < 10
+
+
+@pytest.mark.gen_test
+async def test_token_without_iat_is_not_refreshed(make_server):
+    # PROTOCOL R12: a token without iat has an unknown lifetime: it works until its exp,
+    # and is never refreshed (a refresh must not outlive the token it replaces)
+    h, group, aid = await secret_server_and_agent(make_server)
+    now = int(time.time())
+    data = (await login(h, 21000, token=sign({"typ": "guest", "uid": "u", "group_id": group,
+                                              "exp": now + 60})))["data"]
+    assert data["is_refresh"] == 0 and data["refresh_token"] == ""
+    data = (await login(h, 31000, token=sign({"typ": "agent", "admin_id": aid,
+                                              "exp": now + 60})))["data"]
+    assert data["is_refresh"] == 0 and data["refresh_token"] == ""
+
+
+# -- sessions: auth_time, max_session_age, token_version ---------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_minted_tokens_carry_auth_time_and_token_version(make_server):
+    # PROTOCOL R10: tokens cschat mints carry auth_time; agent tokens also tv (token_version)
+    h, group, _ = await secret_server_and_agent(make_server)
+    aid = await agent_with_password(h, group)
+    await h.server.store.sign_out_agent(aid)  # token_version 0 → 1
+    status, body = await sign_in(h)
+    assert status == 200, body
+    agent = claims_of(body["data"]["token"])
+    assert agent["tv"] == 1 == h.db("SELECT token_version FROM agents WHERE id = ?", (aid,))[0][0]
+    assert agent["auth_time"] == agent["iat"] and abs(agent["auth_time"] - time.time()) < 5
+    status, body = await h.http("POST", "/api/visitor", {"group_id": group})
+    guest = claims_of(body["data"]["token"])
+    assert abs(guest["auth_time"] - time.time()) < 5 and "tv" not in guest
+
+
+@pytest.mark.gen_test
+async def test_refresh_keeps_auth_time(make_server):
+    # PROTOCOL R12: a refresh keeps auth_time; a token without one gets its iat as auth_time,
+    # so refreshing never restarts the session
+    h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600)
+    now = int(time.time())
+    ours = agent_claims(aid, ttl=600, issued_ago=3000, tv=0, auth_time=now - 50000)
+    refreshed = claims_of((await login(h, 31000, token=sign(ours)))["data"]["refresh_token"])
+    assert refreshed["auth_time"] == now - 50000
+    assert abs(refreshed["iat"] - now) < 5 and abs(refreshed["exp"] - (now + 3600)) < 5
+    assert (await login(h, 31000, token=sign(refreshed)))["code"] == 200
+    shops = guest_claims("shopper", group, ttl=600, issued_ago=3000)
+    refreshed = claims_of((await login(h, 21000, token=sign(shops)))["data"]["refresh_token"])
+    assert refreshed["auth_time"] == shops["iat"]
+
+
+@pytest.mark.gen_test
+async def test_refresh_never_passes_the_max_session_age(make_server):
+    # PROTOCOL R12 + SECURITY tokens: a refreshed token expires at auth_time + max_session_age
+    # at the latest; when its exp is there already, there is no refresh
+    h, group, aid = await secret_server_and_agent(make_server, token_ttl=3600,
+                                                  max_session_age=7200)
+    now = int(time.time())
+    token = sign(agent_claims(aid, ttl=600, issued_ago=3000, tv=0, auth_time=now - 6000))
+    refreshed = claims_of((await login(h, 31000, token=token))["data"]["refresh_token"])
+    assert abs(refreshed["exp"] - (now + 1200)) < 5
+    ending = sign(guest_claims("g", group, ttl=100, issued_ago=3000, auth_time=now - 7100))
+    data = (await login(h, 21000, token=ending))["data"]
+    assert data["is_refresh"] == 0 and data["refresh_token"] == ""
+
+
+@pytest.mark.gen_test
+async def test_session_older_than_max_session_age_is_refused(make_server):
+    # PROTOCOL R10 + SECURITY tokens: a token whose auth_time (else iat) is older than
+    # max_session_age is refused at 31000 / 21000 and /api/upload, whatever its exp
+    h, group, aid = await secret_server_and_agent(make_server, max_session_age=3600)
+    now = int(time.time())
+    too_old = {
+        31000: [sign(agent_claims(aid, issued_ago=3700)),
+                sign(agent_claims(aid, tv=0, auth_time=now - 3700))],
+        21000: [sign(guest_claims("g", group, issued_ago=3700)),
+                sign(guest_claims("g", group, auth_time=now - 3700))],
+    }
+    for api_key, tokens in too_old.items():
+        for token in tokens:
+            reply = await login(h, api_key, token=token)
+            assert_error(reply, -31001 if api_key == 31000 else -21001)
+            assert "session too old" in reply["message"]
+            assert (await upload(h, token))[0] == 401
+    assert (await login(h, 31000, token=sign(agent_claims(aid, issued_ago=3500))))["code"] == 200
+    assert (await upload(h, sign(agent_claims(aid, issued_ago=3500))))[0] == 200
+
+
+@pytest.mark.gen_test
+async def test_shop_tokens_keep_their_lifetime_on_refresh(make_server):
+    # PROTOCOL R12: a refreshed token lives min(token_ttl, exp - iat) of the token it
+    # replaces: a shop's 5-minute token does not become a day-long one
+    h, group, aid = await secret_server_and_agent(make_server)
+    for api_key, claims in ((31000, agent_claims(aid, ttl=60, issued_ago=240)),
+                            (21000, guest_claims("sso-1", group, ttl=60, issued_ago=240))):
+        data = (await login(h, api_key, token=sign(claims)))["data"]
+        assert data["is_refresh"] == 1
+        assert abs(claims_of(data["refresh_token"])["exp"] - (time.time() + 300)) < 5
+
+
+async def upload(h, token: str) -> tuple[int, dict]:
+    """POST /api/upload of a small text file with ``token``."""
+    boundary = "cschat-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"note.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+            f"--{boundary}--\r\n")
+    return await h.http("POST", "/api/upload", body, headers={
+        "Authorization": f"Bearer {token}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+async def cli(h, *args: str, stdin: str = "") -> str:
+    """Run the ``cschat`` command on the test server's configuration and database."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, lambda: cschat_ok(*args, config=h.server.settings.source, stdin=stdin))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_password_change_signout_and_disable_revoke_agent_tokens(make_server):
+    # SECURITY tokens: `cschat agent password`, `cschat agent signout` and a disable bump
+    # token_version; tokens cschat minted before are refused at 31000 (-31001 "token
+    # revoked") and /api/upload (401), open connections end (-9999); a shop's token
+    # without tv is not affected
+    h, group, _ = await secret_server_and_agent(make_server)
+    aid = await agent_with_password(h, group)
+    shops = sign(agent_claims(aid))
+    for version, change in enumerate((
+            lambda: cli(h, "agent", "password", str(aid), stdin="a new password\n"),
+            lambda: cli(h, "agent", "signout", str(aid)),
+            lambda: cli(h, "agent", "disable", str(aid)))):
+        before = h.server.tokens.mint_agent(aid, version)
+        assert (await upload(h, before))[0] == 200
+        tab = await h.agent_client(aid, token=before)
+        await change()
+        assert h.db("SELECT token_version FROM agents WHERE id = ?", (aid,)) == [(version + 1,)]
+        if version == 2:
+            await cli(h, "agent", "enable", str(aid))
+        await taken_in(h)
+        assert (await tab.push(-9999))["code"] == -9999
+        await tab.closed()
+        reply = await login(h, 31000, token=before)
+        assert_error(reply, -31001)
+        assert reply["message"] == "token revoked"
+        assert (await upload(h, before))[0] == 401
+        assert (await login(h, 31000, token=h.server.tokens.mint_agent(aid, version + 1)))[
+            "code"] == 200
+        assert (await login(h, 31000, token=shops))["code"] == 200
+    # The password really changed (and the old one no longer signs in).
+    assert (await sign_in(h))[0] == 401
+    status, body = await sign_in(h, password="a new password")
+    assert status == 200 and claims_of(body["data"]["token"])["tv"] == 3
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_weak_hash_is_upgraded_on_the_next_sign_in(make_server):
+    # SECURITY sign-in: a hash made with weaker scrypt parameters than N=2^17, r=8, p=1 is
+    # replaced on the next successful sign-in; that is no password change: tokens stay valid
+    h, group, _ = await secret_server_and_agent(make_server)
+    aid = await agent_with_password(h, group)
+    (weak,), = h.db("SELECT password_hash FROM agents WHERE id = ?", (aid,))
+    assert weak.startswith(f"scrypt${WEAK_N}$")
+    status, body = await sign_in(h)
+    assert status == 200, body
+    (strong,), = h.db("SELECT password_hash FROM agents WHERE id = ?", (aid,))
+    assert strong.startswith(f"scrypt${SCRYPT_N}$8$1$") and SCRYPT_N == 2**17
+    assert check_password("s3cret pw", strong) and not check_password("other", strong)
+    assert h.db("SELECT token_version FROM agents WHERE id = ?", (aid,)) == [(0,)]
+    assert (await login(h, 31000, token=body["data"]["token"]))["code"] == 200
+    assert (await sign_in(h))[0] == 200
+    assert h.db("SELECT password_hash FROM agents WHERE id = ?", (aid,)) == [(strong,)]
 
 
 @pytest.mark.gen_test
