@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 from collections.abc import Awaitable
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from cschat import handlers, media, pages
+from cschat import handlers, pages
+from cschat.accounts import Accounts
 from cschat.auth import Tokens
 from cschat.broker import MemoryBroker
 from cschat.chat import ChatService
-from cschat.media import UploadPolicy
-from cschat.media_handlers import SPOOL_FOLDER, FileHandler, UploadHandler
+from cschat.limits import ConnectionCounter, SharedBuckets
+from cschat.listener import GuardedHTTPServer, raise_file_limit
+from cschat.logs import log_request
+from cschat.media_handlers import FileHandler, UploadHandler
 from cschat.settings import Settings
-from cschat.store import Store, now_ms
+from cschat.store import Store
+from cschat.uploads import Uploads
 
 log = logging.getLogger("cschat")
 
@@ -30,15 +32,23 @@ SHUTDOWN_SECONDS = 3.0
 
 
 async def open_store(settings: Settings) -> Store:
-    """Open (creating and migrating) the database the settings name."""
-    os.makedirs(os.path.dirname(settings.database["path"]), exist_ok=True)
-    return await Store(settings.database["path"], settings.database["synchronous"]).open()
+    """Open (creating and migrating) the database the settings name.
+
+    The file (and with it SQLite's -wal and -shm files, which take its mode)
+    is readable by its owner only: it holds the token secret and every chat.
+    """
+    path = settings.database["path"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    return await Store(path, settings.database["synchronous"]).open()
 
 
 async def make_tokens(settings: Settings, store: Store) -> Tokens:
     """Tokens signed with ``[auth] secret``, or with the secret kept in the database."""
     secret = settings.auth["secret"] or await store.secret()
-    return Tokens(secret, settings.auth["token_ttl"], settings.auth["refresh_window"])
+    return Tokens(secret, settings.auth["token_ttl"], settings.auth["refresh_window"],
+                  settings.auth["max_session_age"])
 
 
 class Server:
@@ -49,6 +59,11 @@ class Server:
         self.demo_group = demo_group
         self.static_folder = pages.static_folder()
         self.sockets: set[handlers.ChatSocket] = set()
+        server, chat = settings.server, settings.chat
+        self.connections = ConnectionCounter(server["max_connections"],
+                                             server["max_connections_per_address"])
+        self.address_buckets = SharedBuckets(chat["address_rate_limit"])
+        self.identity_buckets = SharedBuckets(chat["identity_rate_limit"])
         self.port: int | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -56,16 +71,20 @@ class Server:
 
     async def start(self) -> None:
         """Open the database and start listening; raises OSError if the port is taken."""
-        self.upload_policy = UploadPolicy.from_settings(self.settings.uploads)
-        spool = os.path.join(self.upload_policy.folder, SPOOL_FOLDER)
-        shutil.rmtree(spool, ignore_errors=True)  # uploads cut short by a stop
-        os.makedirs(spool, exist_ok=True)
         self.store = await open_store(self.settings)
+        self.uploads = Uploads(self.settings.uploads, self.store)
         self.tokens = await make_tokens(self.settings, self.store)
+        self.accounts = Accounts(self.store, self.tokens, self.settings.auth)
         self.broker = MemoryBroker()
         self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat)
         await self.chat.start()
-        self._http = tornado.httpserver.HTTPServer(self.make_app(), max_body_size=MAX_BODY_BYTES)
+        raise_file_limit()
+        server = self.settings.server
+        self._http = GuardedHTTPServer(
+            self.make_app(), max_body_size=MAX_BODY_BYTES, xheaders=server["behind_proxy"],
+            idle_connection_timeout=server["header_timeout"],
+            body_timeout=server["body_timeout"],
+            connections=self.connections, per_address=not server["behind_proxy"])
         sockets = tornado.netutil.bind_sockets(self.settings.server["port"],
                                                self.settings.server["host"])
         self._http.add_sockets(sockets)
@@ -92,25 +111,31 @@ class Server:
             websocket_max_message_size=chat["max_frame_bytes"],
             websocket_ping_interval=max(1, chat["heartbeat_timeout"] // 2),
             websocket_ping_timeout=max(1, chat["heartbeat_timeout"] // 2),
+            log_function=log_request,
         )
 
     async def _sweep_silent(self) -> None:
-        """Close connections that sent no frame for ``heartbeat_timeout`` seconds (R6)."""
+        """Close connections that sent no frame for ``heartbeat_timeout`` seconds (R6),
+        and those that did not log in within ``login_timeout`` seconds."""
         timeout = self.settings.chat["heartbeat_timeout"]
+        login_timeout = self.settings.server["login_timeout"]
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            deadline = time.monotonic() - timeout
-            for socket in [s for s in self.sockets if s.last_frame < deadline]:
-                socket.close(1000, "heartbeat timeout")
+            await asyncio.sleep(min(1.0, timeout / 4, login_timeout / 4))
+            now = time.monotonic()
+            for socket in list(self.sockets):
+                if socket.last_frame < now - timeout:
+                    socket.close(1000, "heartbeat timeout")
+                elif socket.session is None and not socket.logging_in and \
+                        socket.opened < now - login_timeout:
+                    socket.close(handlers.CLOSE_POLICY, "login timeout")
 
     async def _sweep_unused_files(self) -> None:
-        """Delete uploads no message used within ``orphan_ttl`` seconds."""
-        ttl = self.settings.uploads["orphan_ttl"]
+        """Delete uploads no message used within their TTL (``[uploads] orphan_ttl``,
+        ``guest_orphan_ttl`` for a guest's)."""
         while True:
-            await asyncio.sleep(max(1, min(3600, ttl // 4)))
+            await asyncio.sleep(self.uploads.sweep_seconds)
             try:
-                paths = await self.store.remove_unused_files(now_ms() - ttl * 1000)
-                media.remove(self.upload_policy, paths)
+                await self.uploads.remove_unused()
             except Exception:  # noqa: BLE001 - try again next round
                 log.exception("removing unused uploads failed")
 
@@ -132,7 +157,9 @@ class Server:
         while (self.sockets or self._tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await self.chat.stop()
+        self.accounts.close()
         if self._http is not None:
             await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_SECONDS)
+        self.uploads.close()
         await self.store.close()
         log.info("cschat stopped")

@@ -33,6 +33,7 @@ log = logging.getLogger("cschat.chat")
 RECENT_MESSAGES = 20
 MAX_PAGE_INDEX = 10**9  # keeps the page's offset within SQLite's 64-bit integers
 DIRECTORY_POLL_SECONDS = 1.0
+MESSAGE_OVERHEAD_BYTES = 200  # a message_info's keys and numbers around its body
 
 
 @dataclasses.dataclass(eq=False)
@@ -69,6 +70,24 @@ def _when_stored(stored: asyncio.Future, error_base: int,
     return answered
 
 
+def _within_bytes(messages: list[dict], limit: int, keep_oldest: bool) -> list[dict]:
+    """As many of ``messages`` (oldest first) as fit in about ``limit`` bytes, at least one.
+
+    Keeps the oldest when catching up (``after_id``: the client continues
+    after the last one), else the newest (it scrolls up with ``before_id``).
+    """
+    ordered = messages if keep_oldest else messages[::-1]
+    size, count = 0, 0
+    for message in ordered:
+        size += len(message["body"]) * 3 + MESSAGE_OVERHEAD_BYTES  # * 3: UTF-8 at worst
+        if size > limit and count:
+            break
+        count += 1
+    if count == len(messages):
+        return messages
+    return messages[:count] if keep_oldest else messages[len(messages) - count:]
+
+
 def new_ix() -> str:
     """A connection id: 20 hex characters."""
     return secrets.token_hex(10)
@@ -86,6 +105,9 @@ class ChatService:
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._directory_version = -1
+        # Seconds between a client's heartbeats that keep it well within heartbeat_timeout
+        # (R6); the login answers tell clients, so no timeout setting can make them loop.
+        self.heartbeat_interval = max(1, chat_settings["heartbeat_timeout"] // 3)
         self._poller: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -99,12 +121,7 @@ class ChatService:
         """
         await self._reload_directory()
         for row in await self.store.routing_state():
-            conversation = self.routing.conversation(row["gid"], row["group_id"], row["last_aix"])
-            agent = self.routing.agents.get(row["assigned_aix"])
-            if agent is not None:
-                self.routing.assign(conversation, agent)
-            elif row["queued_at"] is not None:
-                self.routing.enqueue(conversation, row["queued_at"])
+            self._restore(row)
             self._start_timer(("guest", row["gid"]), self.settings["release_after"],
                               self._release_offline_guest, row["gid"])
         for agent in self.routing.agents.values():
@@ -123,6 +140,33 @@ class ChatService:
         for task in list(self._tasks):
             task.cancel()
 
+    # -- who holds a token -----------------------------------------------------------------
+
+    async def identify_uploader(self, token: str) -> tuple[str, int, int]:
+        """``(role, id, group_id)`` of an enabled agent's or guest's token, for HTTP calls.
+
+        ``role`` is "agent" (id: admin_id) or "guest" (id: gid, the guest is
+        created on first sight as at 21000). Raises :class:`TokenError` for a
+        bad token, or a disabled or unknown agent or group.
+        """
+        try:
+            claims = self.tokens.verify_agent(token)
+        except TokenError:
+            pass
+        else:
+            agent = await self._known_agent(claims.admin_id)
+            if agent is None or not agent.enabled:
+                raise TokenError("agent unknown or disabled")
+            if claims.revoked(agent.token_version):
+                raise TokenError("token revoked")
+            return "agent", agent.admin_id, agent.group_id
+        guest = self.tokens.verify_guest(token)
+        if not await self._group_enabled(guest.group_id):
+            raise TokenError("group disabled or missing")
+        row = await self.store.guest_by_uid(guest.group_id, guest.uid) or \
+            await self.store.upsert_guest(guest.group_id, guest.uid, guest.name, guest.avatar)
+        return "guest", row["gid"], guest.group_id
+
     # -- agent sessions ------------------------------------------------------------------
 
     async def agent_login(self, ix: str, subscriber: Subscriber,
@@ -132,21 +176,28 @@ class ChatService:
             claims = self.tokens.verify_agent(params.get("token"))
         except TokenError as error:
             raise ApiError(-31001, f"token invalid: {error}") from None
-        row = await self.store.agent(claims.admin_id)
-        if row is None:
+        agent = await self._known_agent(claims.admin_id)
+        if agent is None:
             raise ApiError(-31002, "admin_id does not exist")
-        if not row["enabled"]:
+        # Checked after the last await, right before the agent joins: the directory
+        # may have changed while we waited.
+        if not agent.account_enabled:
             raise ApiError(-31003, "agent disabled")
-        if not row["group_enabled"]:
+        if not agent.enabled:
             raise ApiError(-31004, "group disabled or missing")
-        agent = self._remember_agent(row, enabled=True)
+        # After the checks above, so a disabled agent's old token still says why.
+        if claims.revoked(agent.token_version):
+            raise ApiError(-31001, "token revoked")
+        if agent.connections >= self.settings["max_connections_per_agent"]:
+            raise ApiError(p.RATE_LIMITED, "too many connections of this agent")
         session = Session(ix, subscriber, "agent", agent.group_id, admin_id=agent.admin_id)
         was_offline = agent.status == OFFLINE
         agent.connections += 1
         agent.in_grace = False
         self._cancel_timer(("agent", agent.admin_id))
-        if was_offline:
+        if was_offline and agent.suspended:
             agent.suspended = False
+            self._spawn(self.store.set_agent_suspended(agent.admin_id, False))
         self.broker.subscribe(agent_channel(agent.admin_id), subscriber)
         self.broker.subscribe(group_channel(agent.group_id), subscriber)
         if was_offline:
@@ -164,7 +215,8 @@ class ChatService:
         # shop's token has no other way to learn who it is.
         return session, {"ix": ix, "admin_id": agent.admin_id, "group_id": agent.group_id,
                          "admin_list": admin_list, "guest_list": guest_list,
-                         "is_refresh": is_refresh, "refresh_token": refresh_token}
+                         "is_refresh": is_refresh, "refresh_token": refresh_token,
+                         "heartbeat_interval": self.heartbeat_interval}
 
     def agent_disconnected(self, session: Session) -> None:
         """Called once when a logged-in agent connection closes; starts the grace period."""
@@ -184,7 +236,9 @@ class ChatService:
         if agent is None or agent.connections:
             return
         agent.in_grace = False
-        agent.suspended = False
+        if agent.suspended:
+            agent.suspended = False
+            self._spawn(self.store.set_agent_suspended(admin_id, False))
         conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
         for conversation in conversations:
             if self.routing.guest_online(conversation.gid):
@@ -193,6 +247,9 @@ class ChatService:
                 self.routing.release(conversation)
         self._publish_status(agent)
         await self._save_and_announce(conversations)
+        for conversation in conversations:
+            if conversation.queued_at is not None and not conversation.queue_notified:
+                self._publish_queue_position(conversation)
 
     def _agent(self, session: Session) -> Agent:
         return self.routing.agents[session.admin_id]
@@ -263,7 +320,7 @@ class ChatService:
         self.routing.assign(conversation, target)
         note = self._system_message(conversation, me,
                                     f"{me.name} transferred the conversation to {target.name}")
-        snapshots = await self.store.save_routing([conversation.row()], RECENT_MESSAGES)
+        snapshots = await self._save_routing([conversation])
         await note
         guest_info, recs = self._assignment(conversation, snapshots[gid])
         self.broker.publish(agent_channel(aix), p.push(p.PUSH_ASSIGNED,
@@ -280,10 +337,12 @@ class ChatService:
         status = p.integer(params, "status", -32501, low=0, high=1)
         agent = self._agent(session)
         if agent.suspended != bool(status):
-            agent.suspended = bool(status)
-            self._publish_status(agent)
-            if not status:
-                await self._drain_queue(agent.group_id)
+            await self.store.set_agent_suspended(agent.admin_id, bool(status))
+            if agent.suspended != bool(status):  # unless a concurrent request did it first
+                agent.suspended = bool(status)
+                self._publish_status(agent)
+                if not status:
+                    await self._drain_queue(agent.group_id)
         return {"status": status}
 
     async def online_agents(self, session: Session, params: dict) -> dict:
@@ -309,7 +368,7 @@ class ChatService:
             raise ApiError(-32702, "the guest is not assigned to you")
         me = self._agent(session)
         self.routing.release(conversation)
-        saved = self.store.save_routing([conversation.row()], 0)
+        saved = self._save_routing([conversation], 0)
         note = self._system_message(conversation, me, f"{me.name} ended the conversation")
         await saved
         await note
@@ -327,8 +386,7 @@ class ChatService:
             claims = self.tokens.verify_guest(params.get("token"))
         except TokenError as error:
             raise ApiError(-21001, f"token invalid: {error}") from None
-        group = await self.store.group(claims.group_id)
-        if group is None or not group["enabled"]:
+        if not await self._group_enabled(claims.group_id):
             raise ApiError(-21004, "group disabled or missing")
         row = await self.store.guest_by_uid(claims.group_id, claims.uid)
         if (row is None or (claims.name and claims.name != row["name"])
@@ -336,6 +394,13 @@ class ChatService:
             row = await self.store.upsert_guest(claims.group_id, claims.uid, claims.name,
                                                 claims.avatar)
         gid = row["gid"]
+        # Checked again after the awaits, right before the guest joins: the group may
+        # have been disabled while we waited (R7).
+        if not self.routing.groups.get(claims.group_id, False):
+            raise ApiError(-21004, "group disabled or missing")
+        if self.routing.guest_connections.get(gid, 0) >= \
+                self.settings["max_connections_per_guest"]:
+            raise ApiError(p.RATE_LIMITED, "too many connections of this guest")
         session = Session(ix, subscriber, "guest", claims.group_id, gid=gid)
         came_online = not self.routing.guest_online(gid)
         self.routing.guest_connections[gid] = self.routing.guest_connections.get(gid, 0) + 1
@@ -356,7 +421,8 @@ class ChatService:
         return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
                          "agent": agent.info() if agent else None,
                          "unread": row["unread_by_guest"], "is_refresh": is_refresh,
-                         "refresh_token": refresh_token}
+                         "refresh_token": refresh_token,
+                         "heartbeat_interval": self.heartbeat_interval}
 
     def guest_disconnected(self, session: Session) -> None:
         """Called once when a logged-in guest connection closes."""
@@ -370,6 +436,10 @@ class ChatService:
         conversation = self.routing.conversations.get(gid)
         if conversation is not None and conversation.assigned is not None:
             self._publish_guest_presence(conversation, False)
+        if conversation is not None and not conversation.engaged:
+            # A visitor who left without writing holds no seat for release_after (R24).
+            self._spawn(self._release_offline_guest(gid))
+            return
         self.routing.forget_if_idle(gid)
         if gid in self.routing.conversations:
             self._start_timer(("guest", gid), self.settings["release_after"],
@@ -393,7 +463,7 @@ class ChatService:
                 return  # the guest came back while we read
         freed_group = conversation.group_id if conversation.assigned is not None else None
         self.routing.release(conversation)
-        await self.store.save_routing([conversation.row()], 0)
+        await self._save_routing([conversation], 0)
         if freed_group is not None:
             await self._drain_queue(freed_group)
 
@@ -421,8 +491,8 @@ class ChatService:
             self._route(conversation)
             # Announced from its own commit, so a message refused later (an unusable
             # file) cannot leave an assignment nobody was told of.
-            self.store.save_routing([conversation.row()], RECENT_MESSAGES).add_done_callback(
-                lambda saved: self._announce([conversation], saved.result()))
+            self._save_routing([conversation]).add_done_callback(
+                lambda saved: saved.exception() or self._announce([conversation], saved.result()))
         attachment = (Attachment(body, file_type, guest_gid=session.gid)
                       if file_type in p.MEDIA_TYPES else None)
         stored = self.store.add_message(session.gid, "guest", None, file_type, body,
@@ -433,15 +503,16 @@ class ChatService:
     def _guest_sent(self, session: Session, conversation: Conversation, message: dict,
                     created: bool) -> dict:
         info = message_info(message, session.group_id)
+        if not conversation.engaged and self.routing.conversations.get(session.gid) is \
+                conversation:
+            self.routing.engage(conversation)
         if created:
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:
                 self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_MESSAGE,
                     {"gid": session.gid, "group_id": session.group_id, "message_info": info}))
             elif conversation.queued_at is not None and not conversation.queue_notified:
-                conversation.queue_notified = True
-                self.broker.publish(guest_channel(session.gid), p.push(p.PUSH_QUEUED,
-                    {"queue_position": self.routing.queue_position(conversation)}))
+                self._publish_queue_position(conversation)
             # The guest's other tabs see their own message as the agent's tabs do (32398).
             self.broker.publish(guest_channel(session.gid),
                                 p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}),
@@ -484,9 +555,41 @@ class ChatService:
             await self._save_and_announce(assigned)
 
     async def _save_and_announce(self, conversations: list[Conversation]) -> None:
-        snapshots = await self.store.save_routing([c.row() for c in conversations],
-                                                  RECENT_MESSAGES)
-        self._announce(conversations, snapshots)
+        self._announce(conversations, await self._save_routing(conversations))
+
+    def _save_routing(self, conversations: list[Conversation],
+                      recent: int = RECENT_MESSAGES) -> asyncio.Future:
+        """Commit the routing state of ``conversations`` (see :meth:`Store.save_routing`).
+
+        Routing decides in memory first, so that no await splits a decision
+        from its effect. Should the commit fail, each conversation that no
+        later change has touched is put back as the database still has it:
+        memory and database never disagree for long.
+        """
+        rows = [c.row() for c in conversations]
+        saved = self.store.save_routing(rows, recent)
+
+        def undo_if_failed(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                self._spawn(self._undo_routing(rows))
+        saved.add_done_callback(undo_if_failed)
+        return saved
+
+    async def _undo_routing(self, rows: list[tuple]) -> None:
+        stored = {row["gid"]: row for row in
+                  await self.store.routing_state([row[0] for row in rows])}
+        for attempted in rows:
+            gid = attempted[0]
+            conversation = self.routing.conversations.get(gid)
+            untouched = (conversation.row() == attempted if conversation is not None
+                         else attempted[1] is None and attempted[3] is None)
+            if untouched and gid in stored:
+                log.warning("routing of guest %d was not saved; back to what is stored", gid)
+                self._restore(stored[gid])
+
+    def _restore(self, row: dict) -> Conversation:
+        return self.routing.restore(row["gid"], row["group_id"], row["assigned_aix"],
+                                    row["last_aix"], row["queued_at"], bool(row["engaged"]))
 
     def _announce(self, conversations: list[Conversation], snapshots: dict) -> None:
         """Push 32401 and 22401 for each conversation that the saved change assigned."""
@@ -557,8 +660,17 @@ class ChatService:
         after_id = p.optional_integer(params, "after_id")
         messages, total = await self.store.history(gid, page_index, page_size, before_id,
                                                    after_id)
-        return {"list": [message_info(m, group_id) for m in messages],
-                "page_index": page_index, "page_size": page_size, "total": total}
+        kept = _within_bytes(messages, self.settings["max_history_bytes"],
+                             keep_oldest=after_id is not None)
+        return {"list": [message_info(m, group_id) for m in kept],
+                "page_index": page_index, "page_size": page_size, "total": total,
+                "truncated": len(kept) < len(messages)}
+
+    def _publish_queue_position(self, conversation: Conversation) -> None:
+        """22098 to a waiting guest, once per waiting period."""
+        conversation.queue_notified = True
+        self.broker.publish(guest_channel(conversation.gid), p.push(p.PUSH_QUEUED,
+            {"queue_position": self.routing.queue_position(conversation)}))
 
     def _publish_status(self, agent: Agent) -> None:
         self.broker.publish(group_channel(agent.group_id),
@@ -568,38 +680,62 @@ class ChatService:
         self.broker.publish(agent_channel(conversation.assigned), p.push(p.PUSH_GUEST_ONLINE,
             {"gid": conversation.gid, "group_id": conversation.group_id, "online": online}))
 
-    def _remember_agent(self, row: dict, enabled: bool) -> Agent:
-        agent = self.routing.agents.get(row["id"])
-        if agent is None:
-            agent = Agent(row["id"], row["group_id"], row["name"], row["avatar"])
-            self.routing.agents[agent.admin_id] = agent
-        agent.group_id, agent.name, agent.avatar = row["group_id"], row["name"], row["avatar"]
-        agent.enabled = enabled
-        return agent
+    # -- the directory: groups and agents, kept in memory ------------------------------------
 
-    # -- directory changes made by the CLI while we run --------------------------------------
+    async def _known_agent(self, admin_id: int) -> Agent | None:
+        """The agent ``admin_id``; one we do not know or have as disabled is looked up
+        again first, so an agent the CLI just added or enabled need not wait for the poll."""
+        agent = self.routing.agents.get(admin_id)
+        if agent is None or not agent.enabled:
+            await self._refresh_directory()
+        return self.routing.agents.get(admin_id)
+
+    async def _group_enabled(self, group_id: int) -> bool:
+        """Whether ``group_id`` exists and is enabled (looked up again as for agents)."""
+        if not self.routing.groups.get(group_id, False):
+            await self._refresh_directory()
+        return self.routing.groups.get(group_id, False)
+
+    async def _refresh_directory(self) -> None:
+        if await self.store.directory_version() != self._directory_version:
+            await self._reload_directory()
 
     async def _poll_directory(self) -> None:
+        """Notice changes the ``cschat`` command makes to groups and agents while we run."""
         while True:
             await asyncio.sleep(DIRECTORY_POLL_SECONDS)
             try:
-                if await self.store.directory_version() != self._directory_version:
-                    await self._reload_directory()
+                await self._refresh_directory()
             except Exception:  # noqa: BLE001 - keep polling; the next round may succeed
                 log.exception("reloading agents and groups failed")
 
     async def _reload_directory(self) -> None:
-        """Take in agents and groups; end the sessions of what was disabled (R7)."""
-        self._directory_version = await self.store.directory_version()
-        groups = {g["id"]: bool(g["enabled"]) for g in await self.store.list_groups()}
-        for row in await self.store.list_agents():
-            enabled = bool(row["enabled"]) and groups.get(row["group_id"], False)
-            agent = self._remember_agent(row, enabled)
-            if not enabled and agent.connections:
+        """Take in agents and groups; end the sessions of what was disabled (R7), and of
+        agents whose tokens were revoked (a new password, "sign out everywhere")."""
+        version = await self.store.directory_version()
+        groups, agents = await self.store.directory()
+        # Everything below happens in one step: logins check this state right
+        # before they register, so none can slip in between.
+        self._directory_version = version
+        self.routing.groups = {g["id"]: bool(g["enabled"]) for g in groups}
+        for row in agents:
+            agent = self.routing.agents.get(row["id"])
+            if agent is None:
+                agent = Agent(row["id"], row["group_id"], row["name"], row["avatar"],
+                              suspended=bool(row["suspended"]))
+                self.routing.agents[agent.admin_id] = agent
+            revoked = row["token_version"] != agent.token_version
+            agent.group_id, agent.name, agent.avatar = row["group_id"], row["name"], row["avatar"]
+            agent.account_enabled = bool(row["enabled"])
+            agent.enabled = agent.account_enabled and self.routing.groups.get(agent.group_id,
+                                                                              False)
+            agent.token_version = row["token_version"]
+            if agent.connections and (not agent.enabled or revoked):
                 self.broker.end_sessions(agent_channel(agent.admin_id), p.session_ended(
-                    p.AGENT_LOGIN, "agent or group disabled"))
+                    p.AGENT_LOGIN, "signed out" if agent.enabled else "agent or group disabled"))
         for gid, conversation in list(self.routing.conversations.items()):
-            if not groups.get(conversation.group_id, False) and self.routing.guest_online(gid):
+            if not self.routing.groups.get(conversation.group_id, False) and \
+                    self.routing.guest_online(gid):
                 self.broker.end_sessions(guest_channel(gid), p.session_ended(
                     p.GUEST_LOGIN, "group disabled"))
 

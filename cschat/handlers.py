@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 import time
+import urllib.parse
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +19,18 @@ import tornado.web
 import tornado.websocket
 
 from cschat import protocol as p
-from cschat.auth import UID_MAX_LENGTH, check_password
+from cschat.accounts import Refused
 from cschat.chat import Session, new_ix
+from cschat.limits import TokenBucket
+from cschat.logs import ThrottledLog
 from cschat.protocol import ApiError
+from cschat.store import StorageUnavailable
 
 if TYPE_CHECKING:
     from cschat.app import Server
 
 log = logging.getLogger("cschat.ws")
+_storage_failures = ThrottledLog(log)  # a full disk fails every request alike
 
 # api_key → (role, ChatService method name)
 _APIS = {
@@ -47,23 +51,8 @@ _APIS = {
 _LOGINS = {p.AGENT_LOGIN: "agent", p.GUEST_LOGIN: "guest"}
 _CALL_TYPES = {"agent": p.AGENT, "guest": p.GUEST}
 INTERNAL_ERROR = -10000
-
-
-class TokenBucket:
-    """``rate`` tokens a second, holding at most ``burst`` (PROTOCOL R9)."""
-
-    def __init__(self, rate: float, burst: float):
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+CLOSE_POLICY = 1008  # RFC 6455: the peer broke a rule (too slow, too many connections)
+CLOSE_TRY_LATER = 1013
 
 
 class ChatSocket(tornado.websocket.WebSocketHandler):
@@ -74,24 +63,42 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.chat = server.chat
 
     def check_origin(self, origin: str) -> bool:
-        allowed = self.server.settings.server["allowed_origins"]
-        if not allowed:
-            return super().check_origin(origin)
-        return origin.rstrip("/") in allowed
+        """Same host as cschat, or one of ``[server] allowed_origins``.
+
+        Decided here in full rather than by Tornado's default, whose
+        same-origin handling changed between versions.
+        """
+        if urllib.parse.urlsplit(origin).netloc.lower() == self.request.host.lower():
+            return True
+        return origin.rstrip("/") in self.server.settings.server["allowed_origins"]
 
     def open(self) -> None:
-        rate = self.server.settings.chat["rate_limit"]
+        chat = self.server.settings.chat
         self.ix = new_ix()
         self.session: Session | None = None
         self.logging_in = False
         self.held: list[str] | None = None
-        self.bucket = TokenBucket(rate, 2 * rate)
-        self.last_frame = time.monotonic()
+        self.bucket = TokenBucket(chat["rate_limit"], 2 * chat["rate_limit"])
+        self.identity_bucket: TokenBucket | None = None
+        self.opened = self.last_frame = time.monotonic()
+        self.queued_bytes = 0
+        self.max_queued_bytes = chat["max_queued_bytes"]
+        self.address = self.request.remote_ip or "?"
+        self.admitted = self.server.connections.admit(self.address)
+        if not self.admitted:
+            log.warning("refused ix=%s ip=%s: too many connections", self.ix, self.address)
+            self.close(CLOSE_TRY_LATER, "too many connections")
+            return
+        self.address_bucket = self.server.address_buckets.acquire(self.address)
         self.server.sockets.add(self)
-        log.info("connect ix=%s ip=%s", self.ix, self.request.remote_ip)
+        log.info("connect ix=%s ip=%s", self.ix, self.address)
 
     def on_close(self) -> None:
+        if not self.admitted:
+            return
         self.server.sockets.discard(self)
+        self.server.connections.leave(self.address)
+        self.server.address_buckets.release(self.address)
         log.info("close ix=%s role=%s id=%s code=%s", self.ix, *self._who(), self.close_code)
         self._leave()
 
@@ -111,16 +118,20 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def on_message(self, raw: str | bytes) -> None:
         self.last_frame = time.monotonic()
-        frame = _decode(raw)
-        if not self.bucket.take():  # every frame counts, even one that is not JSON (R9)
+        frame, code, problem = _decode(raw)
+        if not self._within_rates():  # every frame counts, even one that is not JSON (R9)
             api_key, seq = (frame.get("api_key", 0), frame.get("seq", p.NO_SEQ)) if frame \
                 else (0, p.NO_SEQ)
             self._reply(api_key, seq if p.valid_seq(seq) else p.NO_SEQ, code=p.RATE_LIMITED,
                         message="rate limited")
             return
         if frame is None:
-            self._reply(0, p.NO_SEQ, code=p.NOT_JSON_OBJECT,
-                        message="a frame is one JSON object")
+            api_key, seq = 0, p.NO_SEQ
+            if code == p.BAD_PARAMETER:  # the frame parses once its numbers are left out
+                readable = p.decode(raw, numbers_out_of_range=None)
+                api_key, seq = readable.get("api_key", 0), readable.get("seq", p.NO_SEQ)
+                seq = seq if p.valid_seq(seq) else p.NO_SEQ
+            self._reply(api_key, seq, code=code, message=problem)
             return
         api_key, seq = frame.get("api_key", 0), frame.get("seq", p.NO_SEQ)
         if not p.valid_seq(seq):
@@ -150,6 +161,11 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             raise ApiError(p.CALL_TYPE_MISMATCH, "call_type does not match this connection")
         self._answer(api_key, seq, getattr(self.chat, method)(self.session, frame))
 
+    def _within_rates(self) -> bool:
+        """Take a token from this socket's, its address's and its identity's buckets."""
+        return (self.bucket.take() and self.address_bucket.take()
+                and (self.identity_bucket is None or self.identity_bucket.take()))
+
     def _login(self, api_key: int, call_type: Any, seq: Any, frame: dict) -> None:
         role = _LOGINS[api_key]
         if call_type != _CALL_TYPES[role]:
@@ -170,6 +186,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.logging_in = False
         if self.close_code is not None or self.ws_connection is None:
             self._leave()
+            return data
+        self.identity_bucket = self.server.identity_buckets.acquire(self._who())
         log.info("login ix=%s role=%s id=%s", self.ix, *self._who())
         return data
 
@@ -190,6 +208,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self._reply(api_key, seq, outcome.result())
         elif isinstance(error, ApiError):
             self._reply(api_key, seq, code=error.code, message=error.message)
+        elif isinstance(error, StorageUnavailable):
+            _storage_failures.error("request %s not stored: %s", api_key, error)
+            self._reply(api_key, seq, code=p.STORAGE_UNAVAILABLE,
+                        message="cannot store this now; try again shortly")
         else:
             log.error("request %s failed ix=%s", api_key, self.ix, exc_info=error)
             self._reply(api_key, seq, code=INTERNAL_ERROR, message="internal error")
@@ -198,15 +220,40 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _reply(self, api_key: Any, seq: Any, data: dict | None = None, code: int = 200,
                message: str = "") -> None:
-        self._send(p.encode(p.response(api_key if isinstance(api_key, int) else 0, data, seq,
-                                       code, message)))
+        api_key = api_key if type(api_key) is int else 0
+        try:
+            text = p.encode(p.response(api_key, data, seq, code, message))
+        except ValueError:
+            # Every request gets its answer (R4), even one whose data cannot be encoded.
+            log.exception("answer to %s cannot be encoded ix=%s", api_key, self.ix)
+            text = p.encode(p.response(api_key, None, seq, INTERNAL_ERROR, "internal error"))
+        self._send(text)
 
     def _send(self, text: str) -> None:
-        """Write a frame; a peer that has gone is no error (its close is handled apart)."""
+        """Write a frame; a peer that has gone is no error (its close is handled apart).
+
+        A peer that does not read while frames pile up for it is closed
+        (1008) once ``max_queued_bytes`` wait to be sent: it would otherwise
+        hold that memory for as long as it likes.
+        """
+        size = len(text) if text.isascii() else len(text.encode())
+        if self.queued_bytes + size > self.max_queued_bytes:
+            if self.close_code is None and self.ws_connection is not None:
+                log.warning("closing ix=%s: %d bytes wait unread", self.ix, self.queued_bytes)
+                self.close(CLOSE_POLICY, "too slow: frames are waiting unread")
+            return
         try:
-            self.write_message(text).add_done_callback(_ignore_closed)
+            written = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
-            pass
+            return
+        self.queued_bytes += size
+        written.add_done_callback(functools.partial(self._sent, size))
+
+    def _sent(self, size: int, written: asyncio.Future) -> None:
+        self.queued_bytes -= size
+        # Retrieve the outcome so a write cut short by the peer is not logged as unhandled.
+        if not written.cancelled():
+            written.exception()
 
     def _release_held(self) -> None:
         held, self.held = self.held, None
@@ -217,32 +264,39 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         session, self.session = self.session, None
         if session is None:
             return
+        if self.identity_bucket is not None:
+            self.identity_bucket = None
+            self.server.identity_buckets.release(self._identity(session))
         if session.role == "agent":
             self.chat.agent_disconnected(session)
         else:
             self.chat.guest_disconnected(session)
 
     def _who(self) -> tuple[str, Any]:
-        if self.session is None:
-            return "-", "-"
-        return self.session.role, (self.session.admin_id if self.session.role == "agent"
-                                   else self.session.gid)
+        return ("-", "-") if self.session is None else self._identity(self.session)
+
+    @staticmethod
+    def _identity(session: Session) -> tuple[str, int]:
+        return session.role, (session.admin_id if session.role == "agent" else session.gid)
 
 
-def _ignore_closed(write: asyncio.Future) -> None:
-    # Retrieve the outcome so a write cut short by the peer is not logged as unhandled.
-    if not write.cancelled():
-        write.exception()
+def _decode(raw: str | bytes) -> tuple[dict | None, int, str]:
+    """``(frame, 200, "")`` for a JSON object, else ``(None, error code, what is wrong)``.
 
-
-def _decode(raw: str | bytes) -> dict | None:
+    A number beyond a double is a bad parameter (-10004, R3); anything else
+    that is not one JSON object of Unicode text is -10001 (R1).
+    """
     if isinstance(raw, bytes):
-        return None
+        return None, p.NOT_JSON_OBJECT, "a frame is one JSON object in a text frame"
     try:
         frame = p.decode(raw)
-    except ValueError:
-        return None
-    return frame if isinstance(frame, dict) else None
+    except p.BadNumber as error:
+        return None, p.BAD_PARAMETER, f"{error}: numbers must fit a double"
+    except ValueError as error:
+        return None, p.NOT_JSON_OBJECT, f"a frame is one JSON object: {error}"
+    if not isinstance(frame, dict):
+        return None, p.NOT_JSON_OBJECT, "a frame is one JSON object"
+    return frame, 200, ""
 
 
 class JsonHandler(tornado.web.RequestHandler):
@@ -282,7 +336,16 @@ class JsonHandler(tornado.web.RequestHandler):
                               "message": self._reason, "data": {}}))
 
 
-class LoginHandler(JsonHandler):
+class _TokenIssuer(JsonHandler):
+    """Base of the endpoints that hand out tokens without one (PROTOCOL §7)."""
+
+    def refuse(self, refused: Refused) -> None:
+        if refused.retry_after is not None:
+            self.set_header("Retry-After", str(refused.retry_after))
+        self.answer(refused.status, refused.code, refused.message)
+
+
+class LoginHandler(_TokenIssuer):
     """``POST /api/login``: an agent's username and password for an agent token."""
 
     async def post(self) -> None:
@@ -291,43 +354,30 @@ class LoginHandler(JsonHandler):
         if not isinstance(username, str) or not isinstance(password, str):
             self.answer(400, p.BAD_PARAMETER, "username and password are required")
             return
-        store = self.server.store
-        agent = await store.agent_login(username) if len(username) <= 128 else None
-        stored_hash = agent["password_hash"] if agent else None
-        # scrypt runs off the event loop, and runs even for an unknown username,
-        # so both failures look and take the same.
-        matches = await asyncio.get_running_loop().run_in_executor(
-            None, check_password, password[:1024], stored_hash)
-        if not matches:
-            self.answer(401, -31002, "wrong username or password")
-        elif not agent["enabled"]:
-            self.answer(403, -31003, "agent disabled")
-        elif not agent["group_enabled"]:
-            self.answer(403, -31004, "group disabled or missing")
-        else:
-            token = self.server.tokens.mint_agent(agent["id"])
-            self.answer(200, data={"token": token, "admin_id": agent["id"]})
+        try:
+            data = await self.server.accounts.sign_in(username, password,
+                                                      self.request.remote_ip)
+        except Refused as refused:
+            self.refuse(refused)
+            return
+        self.answer(200, data=data)
 
 
-class VisitorHandler(JsonHandler):
+class VisitorHandler(_TokenIssuer):
     """``POST /api/visitor``: a guest token for an anonymous visitor of a group."""
 
     async def post(self) -> None:
-        if not self.server.settings.auth["allow_anonymous"]:
-            self.answer(403, -21001, "anonymous visitors are turned off")
-            return
         try:
             group_id = p.integer(self.body(), "group_id")
         except ApiError as error:
             self.answer(400, error.code, error.message)
             return
-        group = await self.server.store.group(group_id)
-        if group is None or not group["enabled"]:
-            self.answer(404, -21004, "group disabled or missing")
+        try:
+            token = await self.server.accounts.visitor_token(group_id, self.request.remote_ip)
+        except Refused as refused:
+            self.refuse(refused)
             return
-        uid = "anon-" + secrets.token_hex(12)
-        assert len(uid) <= UID_MAX_LENGTH
-        self.answer(200, data={"token": self.server.tokens.mint_guest(uid, group_id)})
+        self.answer(200, data={"token": token})
 
 
 class HealthHandler(JsonHandler):

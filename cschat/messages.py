@@ -67,7 +67,7 @@ def _card(msg: Any, file_type: int, error_base: int) -> str:
         # A card's links are shown as links and images: only web addresses.
         if key in _CARD_LINKS and not (isinstance(value, str) and value and is_web_url(value)):
             raise ApiError(error_base - 3, f"card {key} must be an http(s) URL")
-    body = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     if len(body.encode()) > MAX_CARD_BYTES:
         raise ApiError(error_base - 5, f"card over {MAX_CARD_BYTES} bytes")
     return body

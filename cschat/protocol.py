@@ -8,6 +8,7 @@ build the frames of R4 and R5.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -56,6 +57,7 @@ UNKNOWN_API = -10002
 CALL_TYPE_MISMATCH = -10003
 BAD_PARAMETER = -10004
 RATE_LIMITED = -10029
+STORAGE_UNAVAILABLE = -10005
 
 MAX_SEQ_LENGTH = 64
 MAX_CLIENT_MSG_ID_LENGTH = 64
@@ -76,19 +78,72 @@ class ApiError(Exception):
 
 
 def encode(frame: dict) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """The JSON text of ``frame``; raises ValueError for NaN, Infinity or a lone surrogate."""
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if _SURROGATE.search(text):
+        raise ValueError("a string holds a lone surrogate")
+    return text
+
+
+class BadNumber(ValueError):
+    """A JSON number that does not fit a double (``1e400``): valid syntax, unusable value."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadNumber(f"the number {text[:40]} is out of range")
+    return value
+
+
+_MISSING = object()
 
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode(text: str | bytes) -> Any:
-    """Parse strict JSON: NaN and Infinity, which browsers cannot parse back, are refused.
+# A lone (unpaired) surrogate can only come from a \uD8xx escape; it is not
+# Unicode text, so it could be neither stored nor sent back.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    Raises ValueError for anything that is not JSON.
+
+def decode(text: str | bytes, numbers_out_of_range: Any = _MISSING) -> Any:
+    """Parse strict JSON into Python values that can always be encoded back.
+
+    NaN and Infinity (which browsers cannot parse back), numbers beyond a
+    double (:class:`BadNumber`, unless ``numbers_out_of_range`` gives a value
+    to put in their place), lone surrogates and nesting too deep to parse
+    all raise ValueError.
     """
-    return json.loads(text, parse_constant=_no_constants)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    parse_float = _finite if numbers_out_of_range is _MISSING else (
+        lambda number: numbers_out_of_range if math.isinf(float(number)) else float(number))
+    try:
+        value = json.loads(text, parse_constant=_no_constants, parse_float=parse_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):
+        for string in _strings(value):
+            if _SURROGATE.search(string):
+                raise ValueError("a string holds a lone surrogate")
+    return value
+
+
+def _strings(value: Any):
+    """Every string in a decoded JSON value, keys included (iteratively: no recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 NO_SEQ = object()  # a request without "seq": its response has none either
@@ -122,7 +177,6 @@ def session_ended(api_key: int, reason: str) -> dict:
 
 # -- parameters ------------------------------------------------------------------------
 
-_MISSING = object()
 # SQLite integers are 64-bit; a larger id or page number can match nothing.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DIGITS = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only; longer cannot fit 64 bits

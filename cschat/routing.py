@@ -19,12 +19,24 @@ class Agent:
     group_id: int
     name: str
     avatar: str
-    enabled: bool = True
+    enabled: bool = True  # the agent's account and its group are both enabled
+    account_enabled: bool = True
+    token_version: int = 0
     connections: int = 0
     in_grace: bool = False
     suspended: bool = False
     idle_since: float = 0.0
     gids: set[int] = dataclasses.field(default_factory=set)
+    engaged: set[int] = dataclasses.field(default_factory=set)
+
+    @property
+    def load(self) -> int:
+        """Assigned conversations in which the guest has written: what capacity counts.
+
+        A visitor who opened the widget and said nothing takes no seat, so a
+        few silent visitors cannot keep a real customer waiting.
+        """
+        return len(self.engaged)
 
     @property
     def status(self) -> str:
@@ -41,7 +53,7 @@ class Agent:
         """agent_info of PROTOCOL §3."""
         return {"aix": self.admin_id, "admin_id": self.admin_id, "name": self.name,
                 "avatar": self.avatar, "group_id": self.group_id, "status": self.status,
-                "load": len(self.gids)}
+                "load": self.load}
 
 
 @dataclasses.dataclass(eq=False)
@@ -54,10 +66,11 @@ class Conversation:
     last_aix: int | None = None
     queued_at: int | None = None
     queue_notified: bool = False
+    engaged: bool = False  # the guest wrote since it was last routed
 
-    def row(self) -> tuple[int, int | None, int | None, int | None]:
-        """The ``(gid, assigned_aix, last_aix, queued_at)`` row the store keeps."""
-        return (self.gid, self.assigned, self.last_aix, self.queued_at)
+    def row(self) -> tuple[int, int | None, int | None, int | None, bool]:
+        """The ``(gid, assigned_aix, last_aix, queued_at, engaged)`` row the store keeps."""
+        return (self.gid, self.assigned, self.last_aix, self.queued_at, self.engaged)
 
 
 class Routing:
@@ -69,6 +82,7 @@ class Routing:
         self.conversations: dict[int, Conversation] = {}
         self.queues: dict[int, dict[int, None]] = {}
         self.guest_connections: dict[int, int] = {}
+        self.groups: dict[int, bool] = {}  # group_id → enabled
 
     # -- agents ------------------------------------------------------------------------
 
@@ -86,10 +100,10 @@ class Routing:
         if sticky is not None and sticky.group_id == group_id and sticky.takes_guests:
             return sticky
         candidates = [a for a in self.agents.values()
-                      if a.group_id == group_id and a.takes_guests and len(a.gids) < self.capacity]
+                      if a.group_id == group_id and a.takes_guests and a.load < self.capacity]
         if not candidates:
             return None
-        return min(candidates, key=lambda a: (len(a.gids), a.idle_since, a.admin_id))
+        return min(candidates, key=lambda a: (a.load, a.idle_since, a.admin_id))
 
     # -- conversations -------------------------------------------------------------------
 
@@ -113,7 +127,16 @@ class Routing:
         conversation.assigned = agent.admin_id
         conversation.last_aix = agent.admin_id
         agent.gids.add(conversation.gid)
+        if conversation.engaged:
+            agent.engaged.add(conversation.gid)
         agent.idle_since = time.monotonic()
+
+    def engage(self, conversation: Conversation) -> None:
+        """The guest wrote: from now on the conversation counts toward its agent's load."""
+        conversation.engaged = True
+        agent = self.agents.get(conversation.assigned)
+        if agent is not None:
+            agent.engaged.add(conversation.gid)
 
     def enqueue(self, conversation: Conversation, now_ms: int) -> None:
         """Put an unassigned (or no longer assigned) conversation at the end of its queue."""
@@ -127,6 +150,7 @@ class Routing:
         """Unassign and unqueue, keeping ``last_aix`` for the next routing."""
         self._leave_queue(conversation)
         self._unassign(conversation)
+        conversation.engaged = False
         self.forget_if_idle(conversation.gid)
 
     def forget_if_idle(self, gid: int) -> None:
@@ -156,9 +180,30 @@ class Routing:
             agent = self.agents.get(conversation.assigned)
             if agent is not None:
                 agent.gids.discard(conversation.gid)
+                agent.engaged.discard(conversation.gid)
             conversation.assigned = None
 
     # -- guests' presence ------------------------------------------------------------------
 
     def guest_online(self, gid: int) -> bool:
         return self.guest_connections.get(gid, 0) > 0
+
+    # -- restoring what the database holds -------------------------------------------------
+
+    def restore(self, gid: int, group_id: int, assigned: int | None, last_aix: int | None,
+                queued_at: int | None, engaged: bool) -> Conversation:
+        """Make the routing record of ``gid`` what the database says (at start, or after
+        a change to it failed to commit)."""
+        conversation = self.conversation(gid, group_id, last_aix)
+        self._leave_queue(conversation)
+        self._unassign(conversation)
+        conversation.last_aix = last_aix
+        conversation.engaged = engaged
+        agent = self.agents.get(assigned) if assigned is not None else None
+        if agent is not None:
+            self.assign(conversation, agent)
+        elif queued_at is not None:
+            self.enqueue(conversation, queued_at)
+        else:
+            self.forget_if_idle(gid)
+        return conversation

@@ -81,6 +81,18 @@ def _optional_seconds(text: str) -> int | None:
     return None if not text.strip() else _integer(1)(text)
 
 
+SECRET_MIN_BYTES = 32
+
+
+def _secret(text: str) -> str:
+    secret = text.strip()
+    # The message never repeats the secret: it ends up in terminals and logs.
+    if secret and len(secret.encode()) < SECRET_MIN_BYTES:
+        raise ValueError(f"must be at least {SECRET_MIN_BYTES} bytes long (empty: cschat "
+                         "generates one)")
+    return secret
+
+
 DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
     "server": {
         "host": Setting("127.0.0.1", _text, "Address to listen on."),
@@ -92,6 +104,23 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
         "frame_ancestors": Setting(
             "'self'", _text,
             "CSP frame-ancestors sources allowed to embed the console and the widget."),
+        "behind_proxy": Setting(
+            "false", _boolean,
+            "A reverse proxy on this box forwards to cschat: take the client's address from "
+            "X-Real-IP / X-Forwarded-For (never set it when clients reach cschat directly)."),
+        "max_connections": Setting(
+            "10000", _integer(16),
+            "Most open HTTP and WebSocket connections in all; more are closed at once."),
+        "max_connections_per_address": Setting(
+            "200", _integer(1), "Most open connections from one client address."),
+        "header_timeout": Setting(
+            "15", _integer(1),
+            "Seconds a connection may take to send a request's headers, or sit idle between "
+            "requests, before it is closed."),
+        "body_timeout": Setting(
+            "300", _integer(1), "Seconds a request may take to send its whole body."),
+        "login_timeout": Setting(
+            "10", _integer(1), "Seconds a WebSocket may stay open without logging in."),
     },
     "database": {
         "path": Setting("cschat.db", _text, "SQLite file (WAL mode)."),
@@ -101,15 +130,37 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
     },
     "auth": {
         "secret": Setting(
-            "", _text,
-            "HS256 secret for tokens; empty generates one and keeps it in the database."),
+            "", _secret,
+            "HS256 secret for tokens, at least 32 bytes; empty generates one and keeps it "
+            "in the database."),
         "token_ttl": Setting("86400", _integer(60), "Lifetime in seconds of tokens cschat mints."),
         "refresh_window": Setting(
             "", _optional_seconds,
             "A login token with less than this many seconds left is refreshed; "
             "empty means half of token_ttl."),
+        "max_session_age": Setting(
+            "2592000", _integer(60),
+            "Seconds after signing in (auth_time, else iat) that a token stops being "
+            "accepted or refreshed, whoever minted it."),
         "allow_anonymous": Setting(
             "true", _boolean, "Let POST /api/visitor mint tokens for anonymous visitors."),
+        "visitor_rate": Setting(
+            "20", _integer(1), "Anonymous visitor tokens per client address per minute."),
+        "min_password_length": Setting(
+            "10", _integer(1, 1024), "Shortest password the cschat command accepts."),
+        "login_user_failures": Setting(
+            "5", _integer(1), "Failed sign-ins of one username before it must wait (429)."),
+        "login_address_failures": Setting(
+            "20", _integer(1), "Failed sign-ins from one client address before it must wait."),
+        "login_backoff": Setting(
+            "1", _integer(1),
+            "Seconds of the first wait; each further failure doubles it."),
+        "login_backoff_max": Setting("900", _integer(1), "Longest wait, in seconds."),
+        "password_workers": Setting(
+            "2", _integer(1, 64),
+            "Password checks (scrypt, about 128 MiB each) run at once, in threads of their own."),
+        "password_queue": Setting(
+            "8", _integer(0), "Sign-ins that may wait for a password worker; more get 503."),
     },
     "chat": {
         "heartbeat_timeout": Setting(
@@ -118,6 +169,25 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "65536", _integer(1024), "Largest WebSocket frame; a larger one closes with 1009."),
         "rate_limit": Setting(
             "20", _integer(1), "Frames per second per connection (burst twice that)."),
+        "identity_rate_limit": Setting(
+            "30", _integer(1),
+            "Frames per second one guest or agent may send over all its connections "
+            "(burst twice that)."),
+        "address_rate_limit": Setting(
+            "200", _integer(1),
+            "Frames per second all connections from one address may send (burst twice that)."),
+        "max_connections_per_guest": Setting(
+            "8", _integer(1), "Most logged-in connections (tabs) of one guest."),
+        "max_connections_per_agent": Setting(
+            "16", _integer(1), "Most logged-in connections of one agent."),
+        "max_queued_bytes": Setting(
+            "2097152", _integer(65536),
+            "Bytes waiting to be sent to a connection that does not read; more closes it "
+            "(1008), and the client catches up after reconnecting."),
+        "max_history_bytes": Setting(
+            "262144", _integer(16384),
+            "Largest history page (22100/32100), roughly in bytes; a larger page is cut "
+            "short and says so."),
         "agent_capacity": Setting(
             "8", _integer(1), "Most open conversations routing gives one agent."),
         "max_message_length": Setting(
@@ -149,9 +219,37 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "application/javascript, text/javascript", _mime_list,
             "Types refused in every case: what a browser would run or render as a page."),
         "max_image_pixels": Setting(
-            "40000000", _integer(1), "Largest image in pixels (width × height)."),
+            "24000000", _integer(1),
+            "Most pixels of an image, all its frames together (frames × width × height), "
+            "checked before anything is decoded; a larger one gets 400."),
+        "max_image_frames": Setting(
+            "200", _integer(1), "Most frames of an animated image; more get 400."),
+        "image_workers": Setting(
+            "2", _integer(1, 64),
+            "Threads for upload work (typing, image decoding, hashing), apart from the "
+            "threads that check passwords; uploads beyond that wait their turn."),
+        "guest_bytes_per_hour": Setting(
+            "52428800", _integer(1, 2**50),
+            "Bytes one guest may upload in any hour; more gets 429."),
+        "agent_bytes_per_hour": Setting(
+            "524288000", _integer(1, 2**50),
+            "Bytes one agent may upload in any hour; more gets 429."),
+        "address_bytes_per_hour": Setting(
+            "209715200", _integer(1, 2**50),
+            "Bytes all guests at one client address may upload in any hour; more gets 429."),
+        "max_guest_unsent_files": Setting(
+            "20", _integer(1),
+            "Uploads one guest may keep that no message sent yet; more gets 429."),
+        "min_free_bytes": Setting(
+            "268435456", _integer(0, 2**50),
+            "Free space the uploads disk must keep: an upload that would leave less gets 507."),
         "orphan_ttl": Setting(
-            "86400", _integer(1), "Seconds before an upload no message uses is deleted."),
+            "86400", _integer(1),
+            "Seconds before an agent's upload no message uses is deleted."),
+        "guest_orphan_ttl": Setting(
+            "3600", _integer(1),
+            "Seconds before a guest's upload no message uses is deleted; below 3600 the "
+            "hourly quotas forget what was deleted."),
     },
 }
 

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -29,13 +30,18 @@ from typing import Any
 
 import aiosqlite
 
+from cschat.logs import ThrottledLog
+
 log = logging.getLogger("cschat.store")
 
 _MAX_UNITS_PER_COMMIT = 2000
 _BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_SECONDS = 1.0
+# Past this size the writer itself empties the WAL between two commits (see _write_loop).
+WAL_LIMIT_BYTES = 32 * 1024 * 1024
 
-_MIGRATIONS: list[list[str]] = [
+# A step is an SQL statement or a function of the connection.
+_MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
     [
         """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
         """CREATE TABLE groups (
@@ -122,6 +128,21 @@ _MIGRATIONS: list[list[str]] = [
            ) AS numbered WHERE messages.id = numbered.id""",
         """CREATE UNIQUE INDEX messages_by_position ON messages (gid, position)""",
     ],
+    [
+        # Bumped by a password change, a disable and "sign out everywhere": tokens
+        # cschat minted with an older version stop working (docs/security.md).
+        """ALTER TABLE agents ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0""",
+        # A suspension (32500) outlives a restart of the server.
+        """ALTER TABLE agents ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0""",
+        # 1 once the guest wrote in the current assignment or wait: only such a
+        # conversation counts toward an agent's load and capacity.
+        """ALTER TABLE guests ADD COLUMN engaged INTEGER NOT NULL DEFAULT 0""",
+        """UPDATE guests SET engaged = 1 WHERE unread_by_agent > 0
+            OR (assigned_aix IS NOT NULL AND EXISTS (SELECT 1 FROM messages m
+                WHERE m.gid = guests.gid AND m.sender = 'guest'))""",
+        """CREATE INDEX files_by_uploader ON files (uploader, uploader_id, created_at)""",
+        lambda conn: _heal_non_finite_cards(conn),
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -135,8 +156,18 @@ _LAST_MESSAGE_COLUMNS = ", ".join(
     ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id", "created_at"))
 
 
+# What a new message changes on its conversation besides the counters every message moves.
+_COUNTERS_OF_SENDER = {"guest": ", unread_by_agent = unread_by_agent + 1, engaged = 1",
+                       "agent": ", unread_by_guest = unread_by_guest + 1", "system": ""}
+
+
 class StoreError(Exception):
     """A write that the data does not allow (duplicate username, unknown id, ...)."""
+
+
+class StorageUnavailable(StoreError):
+    """The database could not commit (full disk, I/O error, locked too long): nothing of
+    the write was kept, and the same write may succeed later."""
 
 
 class FileRefused(StoreError):
@@ -195,7 +226,7 @@ def _run_units(conn: sqlite3.Connection, units: list[Callable]) -> list[tuple[bo
                 outcomes.append((True, unit(conn)))
             except Exception as error:  # noqa: BLE001 - handed back to its caller
                 conn.execute("ROLLBACK TO unit")
-                outcomes.append((False, error))
+                outcomes.append((False, _as_unavailable(error)))
             conn.execute("RELEASE unit")
         conn.execute("COMMIT")
     except BaseException:
@@ -203,6 +234,24 @@ def _run_units(conn: sqlite3.Connection, units: list[Callable]) -> list[tuple[bo
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+# SQLite's primary result codes that say "not now" rather than "never".
+_TRANSIENT = {5: "busy", 6: "locked", 8: "read-only", 10: "I/O error", 13: "disk full",
+              14: "cannot open", 15: "lock protocol"}
+
+
+def _as_unavailable(error: Exception) -> Exception:
+    """``error`` as :class:`StorageUnavailable` when it is one SQLite may get over."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.OperationalError) and code is not None and \
+            code & 0xFF in _TRANSIENT:
+        return StorageUnavailable(f"{_TRANSIENT[code & 0xFF]}: {error}")
+    return error
+
+
+def _checkpoint_truncate(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
 
 def _run_query(conn: sqlite3.Connection, query: Callable) -> Any:
@@ -223,6 +272,9 @@ class Store:
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task | None = None
         self._closing = False
+        self.healthy = True  # False from a failed commit until one succeeds
+        self._failures = ThrottledLog(log)
+        self._wal_checked = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -235,6 +287,8 @@ class Store:
         # commit, and every send waiting on it, for as long as copying the pages takes.
         # A connection of its own checkpoints instead, beside the commits.
         await self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        # After the WAL has been emptied, its file shrinks back to this size.
+        await self._writer.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES // 4}")
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
         try:
             await self.write(_migrate)
@@ -300,8 +354,33 @@ class Store:
                 batch = self._pending[:_MAX_UNITS_PER_COMMIT]
                 del self._pending[:_MAX_UNITS_PER_COMMIT]
                 await self._commit(batch)
+                await self._bound_wal()
             if self._closing:
                 return
+
+    async def _bound_wal(self) -> None:
+        """Empty the WAL when it has grown past :data:`WAL_LIMIT_BYTES`.
+
+        The checkpoint loop copies pages out of the WAL beside the commits,
+        but under sustained writes it never finds the WAL fully copied, so
+        SQLite never starts it over and it grows without end. Once a second
+        at most, between two commits (so no write of ours is in flight), the
+        writer checks its size and, past the limit, checkpoints and truncates
+        it: a short pause, since most pages were copied already.
+        """
+        now = time.monotonic()
+        if now - self._wal_checked < CHECKPOINT_SECONDS:
+            return
+        self._wal_checked = now
+        try:
+            if os.path.getsize(self.path + "-wal") < WAL_LIMIT_BYTES:
+                return
+            busy, _, _ = await self._writer._execute(_checkpoint_truncate, self._writer._conn)
+        except (OSError, sqlite3.Error) as error:
+            log.warning("emptying the WAL failed: %s", error)
+            return
+        if busy:
+            log.warning("the WAL could not be emptied: a reader held it")
 
     async def _commit(self, batch: list[tuple[Callable, asyncio.Future]]) -> None:
         try:
@@ -310,8 +389,12 @@ class Store:
             outcomes = await self._writer._execute(
                 _run_units, self._writer._conn, [unit for unit, _ in batch])
         except Exception as error:
-            log.error("group commit of %d units failed: %s", len(batch), error)
-            outcomes = [(False, error)] * len(batch)
+            # A full disk fails every commit until room is made: one line a second.
+            self._failures.error("group commit of %d units failed: %s", len(batch), error)
+            self.healthy = False
+            outcomes = [(False, _as_unavailable(error))] * len(batch)
+        else:
+            self.healthy = True
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
@@ -359,16 +442,54 @@ class Store:
         """Raises :class:`StoreError` if the agent does not exist."""
         await self.write(_set_enabled("agents", admin_id, enabled))
 
-    async def set_agent_password(self, admin_id: int, password_hash: str) -> None:
-        """Raises :class:`StoreError` for an unknown agent or one without a username."""
+    async def set_agent_password(self, admin_id: int, password_hash: str,
+                                 revoke: bool = True) -> None:
+        """Set a new password and (unless ``revoke`` is False) revoke the agent's tokens
+        in the same write.
+
+        Raises :class:`StoreError` for an unknown agent or one without a username.
+        """
         def unit(conn):
             row = conn.execute("SELECT username FROM agents WHERE id = ?", (admin_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no agent {admin_id}")
             if row["username"] is None:
                 raise StoreError(f"agent {admin_id} has no username to sign in with")
-            conn.execute("UPDATE agents SET password_hash = ? WHERE id = ?",
+            revoking = f", {_REVOKE_TOKENS}" if revoke else ""
+            conn.execute(f"UPDATE agents SET password_hash = ?{revoking} WHERE id = ?",
                          (password_hash, admin_id))
+            _bump_directory(conn)
+        await self.write(unit)
+
+    async def upgrade_password_hash(self, admin_id: int, old_hash: str, new_hash: str) -> None:
+        """Replace ``old_hash`` by a stronger hash of the same password; tokens stay valid.
+
+        Does nothing if the password changed meanwhile.
+        """
+        await self.write(lambda conn: conn.execute(
+            "UPDATE agents SET password_hash = ? WHERE id = ? AND password_hash = ?",
+            (new_hash, admin_id, old_hash)))
+
+    async def sign_out_agent(self, admin_id: int) -> None:
+        """Revoke every token cschat minted for the agent ("sign out everywhere").
+
+        Raises :class:`StoreError` if the agent does not exist.
+        """
+        def unit(conn):
+            cursor = conn.execute(f"UPDATE agents SET {_REVOKE_TOKENS} WHERE id = ?", (admin_id,))
+            if cursor.rowcount == 0:
+                raise StoreError(f"no agent {admin_id}")
+            _bump_directory(conn)
+        await self.write(unit)
+
+    async def forget_passwords(self, admin_ids: list[int]) -> None:
+        """Remove the passwords of these agents and revoke their tokens (if they had one)."""
+        def unit(conn):
+            cursor = conn.executemany(
+                f"UPDATE agents SET password_hash = NULL, {_REVOKE_TOKENS} "
+                "WHERE id = ? AND password_hash IS NOT NULL", [(i,) for i in admin_ids])
+            if cursor.rowcount:
+                _bump_directory(conn)
         await self.write(unit)
 
     async def list_groups(self) -> list[dict]:
@@ -384,20 +505,25 @@ class Store:
             "SELECT id, name, enabled FROM groups WHERE id = ?", (group_id,))))
 
     async def agent(self, admin_id: int) -> dict | None:
-        """The agent with its group's ``group_enabled`` flag (None if the group is gone)."""
+        """The agent with its ``token_version`` and its group's ``group_enabled`` flag
+        (None if the group is gone)."""
         return await self.read(lambda conn: _one(conn.execute(
-            "SELECT a.id, a.group_id, a.name, a.avatar, a.enabled, g.enabled AS group_enabled "
+            "SELECT a.id, a.group_id, a.name, a.avatar, a.enabled, a.token_version, "
+            "g.enabled AS group_enabled "
             "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.id = ?",
             (admin_id,))))
 
     async def agent_login(self, username: str) -> dict | None:
+        """What signing in by password needs of the agent with this username, or None."""
         return await self.read(lambda conn: _one(conn.execute(
-            "SELECT a.id, a.password_hash, a.enabled, g.enabled AS group_enabled "
+            "SELECT a.id, a.password_hash, a.enabled, a.token_version, "
+            "g.enabled AS group_enabled "
             "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.username = ?",
             (username,))))
 
     async def directory_version(self) -> int:
-        """A number that changes whenever a group or an agent is added, enabled or disabled."""
+        """A number that changes whenever a group or an agent is added, enabled or disabled,
+        or an agent's tokens are revoked."""
         def query(conn):
             row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
             return int(row["value"]) if row else 0
@@ -459,16 +585,35 @@ class Store:
         rows = await self.conversations([gid])
         return rows[0] if rows else None
 
-    async def routing_state(self) -> list[dict]:
-        """Every conversation that is assigned or queued, for rebuilding routing at start."""
+    async def routing_state(self, gids: Iterable[int] | None = None) -> list[dict]:
+        """Every conversation that is assigned or queued, for rebuilding routing at start;
+        or, with ``gids``, the routing columns of those conversations whatever they hold."""
+        if gids is None:
+            where, params = "assigned_aix IS NOT NULL OR queued_at IS NOT NULL", []
+        else:
+            params = list(gids)
+            where = f"gid IN ({','.join('?' * len(params))})"
         return await self.read(lambda conn: [dict(row) for row in conn.execute(
-            "SELECT gid, group_id, assigned_aix, last_aix, queued_at, unread_by_agent "
-            "FROM guests WHERE assigned_aix IS NOT NULL OR queued_at IS NOT NULL "
-            "ORDER BY queued_at, gid")])
+            "SELECT gid, group_id, assigned_aix, last_aix, queued_at, engaged, unread_by_agent "
+            f"FROM guests WHERE {where} ORDER BY queued_at, gid", params)])
 
-    def save_routing(self, changes: list[tuple[int, int | None, int | None, int | None]],
+    async def directory(self) -> tuple[list[dict], list[dict]]:
+        """``(groups, agents)``: what the server keeps in memory of every group and agent."""
+        def query(conn):
+            return ([dict(row) for row in conn.execute("SELECT id, enabled FROM groups")],
+                    [dict(row) for row in conn.execute(
+                        "SELECT id, group_id, name, avatar, enabled, token_version, suspended "
+                        "FROM agents ORDER BY id")])
+        return await self.read(query)
+
+    async def set_agent_suspended(self, admin_id: int, suspended: bool) -> None:
+        """Keep an agent's suspension (32500) across restarts."""
+        await self.write(lambda conn: conn.execute(
+            "UPDATE agents SET suspended = ? WHERE id = ?", (int(suspended), admin_id)))
+
+    def save_routing(self, changes: list[tuple[int, int | None, int | None, int | None, bool]],
                      recent: int = 20) -> asyncio.Future:
-        """Queue ``(gid, assigned_aix, last_aix, queued_at)`` rows for the next commit.
+        """Queue ``(gid, assigned_aix, last_aix, queued_at, engaged)`` rows for the next commit.
 
         An assignment also counts as activity, so the conversation moves to
         the top of its agent's list. The future resolves to a dict mapping
@@ -480,11 +625,12 @@ class Store:
         def unit(conn):
             now = now_ms()
             snapshots = {}
-            for gid, assigned, last, queued_at in changes:
+            for gid, assigned, last, queued_at, engaged in changes:
                 conn.execute(
                     "UPDATE guests SET assigned_aix = ?, last_aix = ?, queued_at = ?, "
+                    "engaged = ?, "
                     "updated_at = CASE WHEN ? IS NOT NULL THEN ? ELSE updated_at END "
-                    "WHERE gid = ?", (assigned, last, queued_at, assigned, now, gid))
+                    "WHERE gid = ?", (assigned, last, queued_at, int(engaged), assigned, now, gid))
                 if assigned is not None:
                     snapshots[gid] = (_conversations(conn, "g.gid = ?", [gid])[0],
                                       _history(conn, gid, 1, recent, None, None)[0])
@@ -521,12 +667,10 @@ class Store:
                 "created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
                 "(SELECT message_count + 1 FROM guests WHERE gid = ?))",
                 (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, gid))
-            unread_column = {"guest": "unread_by_agent", "agent": "unread_by_guest"}.get(sender)
             conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
-                "message_count = message_count + 1"
-                + (f", {unread_column} = {unread_column} + 1" if unread_column else "")
-                + " WHERE gid = ?", (cursor.lastrowid, created_at, gid))
+                f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ?",
+                (cursor.lastrowid, created_at, gid))
             return {"id": cursor.lastrowid, "gid": gid, "sender": sender, "admin_id": admin_id,
                     "file_type": file_type, "body": stored_body, "client_msg_id": client_msg_id,
                     "created_at": created_at, "read": False}, True
@@ -560,31 +704,54 @@ class Store:
 
     # -- files -----------------------------------------------------------------------------
 
-    async def add_file(self, record: dict) -> None:
-        """Record an uploaded file; ``record`` has the columns of the files table."""
+    async def add_file(self, record: dict, since_ms: int,
+                       admit: Callable[[UploadUsage], None]) -> None:
+        """Record an uploaded file; ``record`` has the columns of the files table.
+
+        ``admit`` is called with its uploader's :class:`UploadUsage` since
+        ``since_ms`` in the same transaction as the insert, so concurrent
+        uploads cannot pass a quota together; what it raises is raised here
+        and nothing is recorded.
+        """
         def unit(conn):
+            admit(_upload_usage(conn, record["uploader"], record["uploader_id"], since_ms))
             columns = ", ".join(record)
             conn.execute(f"INSERT INTO files ({columns}, created_at) VALUES "
                          f"({', '.join('?' * len(record))}, ?)", (*record.values(), now_ms()))
         await self.write(unit)
 
+    async def upload_usage(self, uploader: str, uploader_id: int, since_ms: int
+                           ) -> UploadUsage:
+        """What ``uploader`` (guest or agent) ``uploader_id`` stored since ``since_ms``."""
+        return await self.read(lambda conn: _upload_usage(conn, uploader, uploader_id, since_ms))
+
     async def file(self, file_id: str) -> dict | None:
         return await self.read(lambda conn: _one(conn.execute(
             "SELECT * FROM files WHERE id = ?", (file_id,))))
 
-    async def remove_unused_files(self, older_than_ms: int) -> list[str]:
-        """Delete the records of files no message used, uploaded before ``older_than_ms``.
+    async def remove_unused_files(self, older_than_ms: int, guests_older_than_ms: int
+                                  ) -> list[str]:
+        """Delete the records of files no message used, uploaded before ``older_than_ms``,
+        or by a guest before ``guests_older_than_ms``.
 
         Returns their stored paths (thumbnails included) for the caller to unlink.
         """
         def unit(conn):
             rows = conn.execute(
-                "DELETE FROM files WHERE used = 0 AND created_at < ? "
-                "RETURNING path, thumb_path", (older_than_ms,)).fetchall()
+                "DELETE FROM files WHERE used = 0 AND (created_at < ? "
+                "OR (uploader = 'guest' AND created_at < ?)) "
+                "RETURNING path, thumb_path", (older_than_ms, guests_older_than_ms)).fetchall()
             return [path for row in rows for path in row if path]
         return await self.write(unit)
 
     async def ping(self) -> bool:
+        """True when the database answers; after a failed commit, only once a commit
+        succeeds again (a harmless one is tried)."""
+        if not self.healthy:
+            try:
+                await self.set_meta("health_checked_at", str(now_ms()))
+            except StorageUnavailable:
+                return False
         return await self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
 
 
@@ -625,6 +792,28 @@ def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int
             guest["message_count"])
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadUsage:
+    """One uploader's files: ``bytes`` stored since a time and the ``oldest_ms`` of
+    those (None: none), and ``unsent``, how many of all its files no message uses."""
+
+    bytes: int
+    oldest_ms: int | None
+    unsent: int
+
+
+def _upload_usage(conn: sqlite3.Connection, uploader: str, uploader_id: int,
+                  since_ms: int) -> UploadUsage:
+    size, oldest = conn.execute(
+        "SELECT COALESCE(SUM(size), 0), MIN(created_at) FROM files "
+        "WHERE uploader = ? AND uploader_id = ? AND created_at >= ?",
+        (uploader, uploader_id, since_ms)).fetchone()
+    unsent = conn.execute(
+        "SELECT COUNT(*) FROM files WHERE uploader = ? AND uploader_id = ? AND used = 0",
+        (uploader, uploader_id)).fetchone()[0]
+    return UploadUsage(size, oldest, unsent)
+
+
 def file_object(row: sqlite3.Row | dict) -> dict:
     """The file object of PROTOCOL R25 for a files row."""
     obj = {"file_id": row["id"], "url": f"/files/{row['id']}", "name": row["name"],
@@ -660,9 +849,16 @@ def _bump_directory(conn: sqlite3.Connection) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
 
+# Tokens cschat minted for an agent carry its token_version: bumping it revokes them.
+_REVOKE_TOKENS = "token_version = token_version + 1"
+
+
 def _set_enabled(table: str, row_id: int, enabled: bool) -> Callable:
+    # Disabling an agent also revokes its tokens: enabling it again does not revive them.
+    revoke = f", {_REVOKE_TOKENS}" if table == "agents" and not enabled else ""
+
     def unit(conn):
-        cursor = conn.execute(f"UPDATE {table} SET enabled = ? WHERE id = ?",
+        cursor = conn.execute(f"UPDATE {table} SET enabled = ?{revoke} WHERE id = ?",
                               (int(enabled), row_id))
         if cursor.rowcount == 0:
             raise StoreError(f"no {table[:-1]} {row_id}")
@@ -676,7 +872,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise StoreError(f"the database has schema {version}, newer than this cschat "
                          f"({SCHEMA_VERSION}); upgrade cschat")
     for number in range(version, SCHEMA_VERSION):
-        for statement in _MIGRATIONS[number]:
-            conn.execute(statement)
+        for step in _MIGRATIONS[number]:
+            if callable(step):
+                step(conn)
+            else:
+                conn.execute(step)
         conn.execute(f"PRAGMA user_version = {number + 1}")
         log.info("database migrated to schema %d", number + 1)
+
+
+def _heal_non_finite_cards(conn: sqlite3.Connection) -> None:
+    """Rewrite cards stored with NaN or Infinity (which no client can parse) with null."""
+    rows = conn.execute(
+        "SELECT id, body FROM messages WHERE file_type IN (3, 4) "
+        "AND (body LIKE '%Infinity%' OR body LIKE '%NaN%')").fetchall()
+    for row in rows:
+        try:
+            card = json.loads(row["body"], parse_constant=lambda _constant: None)
+        except ValueError:
+            continue
+        healed = json.dumps(card, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if healed != row["body"]:
+            conn.execute("UPDATE messages SET body = ? WHERE id = ?", (healed, row["id"]))
+            log.warning("message %d: a card number that was not finite is now null", row["id"])

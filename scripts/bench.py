@@ -425,10 +425,13 @@ class Bench:
         os.makedirs(folder)
         config = os.path.join(folder, "cschat.ini")
         sections = {
-            "server": {"host": "127.0.0.1", "port": 0},
+            # Every client comes from loopback: the per-address limits would throttle the load.
+            "server": {"host": "127.0.0.1", "port": 0, "max_connections": 1_000_000,
+                       "max_connections_per_address": 1_000_000},
             "database": {"path": "chat.db", "synchronous": self.args.synchronous},
             "auth": {"secret": SECRET},
-            "chat": {"rate_limit": 100000, "agent_capacity": max(1, capacity),
+            "chat": {"rate_limit": 100000, "identity_rate_limit": 100000,
+                     "address_rate_limit": 10_000_000, "agent_capacity": max(1, capacity),
                      "heartbeat_timeout": 3600, "release_after": 3600, "agent_grace": 3600},
             "uploads": {"dir": "uploads"},
         }

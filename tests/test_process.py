@@ -111,9 +111,9 @@ async def setup_directory(config: str, username: str | None = None,
                           password: str | None = None) -> tuple[int, int]:
     """A group and one agent made with the CLI; returns ``(group_id, admin_id)``."""
     group_id = int(await cli(config, "group", "add", "Shop"))
-    extra = ["--username", username, "--password", password] if username else []
+    extra = ["--username", username, "--password-stdin"] if username else []
     admin_id = int(await cli(config, "agent", "add", "--group", str(group_id),
-                             "--name", "Alice", *extra))
+                             "--name", "Alice", *extra, stdin=f"{password}\n" if username else ""))
     return group_id, admin_id
 
 
@@ -140,7 +140,8 @@ async def test_run_on_embedded_defaults(tmp_path):
 async def test_acknowledged_messages_survive_sigkill(tmp_path):
     # PROTOCOL R20: a 200 to 22300 / 32300 means committed; SIGKILL loses none of them.
     # PROTOCOL R10: with no secret configured, tokens survive the restart.
-    config, port = config_and_port(tmp_path, {"chat": {"rate_limit": 1000}})
+    config, port = config_and_port(tmp_path, {"chat": {
+        "rate_limit": 1000, "identity_rate_limit": 1000, "address_rate_limit": 1000}})
     group_id, admin_id = await setup_directory(config)
     agent_token, guest_token = await tokens(config, admin_id, group_id, "shopper-1")
 
@@ -299,7 +300,7 @@ async def test_cli_disables_agent_of_running_server(tmp_path):
 
         # A new agent added while the server runs can log in at once.
         new_id = int(await cli(config, "agent", "add", "--group", str(group_id), "--name", "Bob",
-                               "--username", "bob", "--password", "first-pass"))
+                               "--username", "bob", "--password-stdin", stdin="first-pass\n"))
         code, body = await http(server.url, "POST", "/api/login",
                                 {"username": "bob", "password": "first-pass"})
         assert code == 200 and body["code"] == 200, body

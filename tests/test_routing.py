@@ -82,10 +82,19 @@ async def agents_a_and_b(h):
     return group, a, b, await h.agent_client(a)
 
 
+async def writing_guest(h, uid: str, group: int):
+    """A guest that logs in and writes, so that its conversation takes a seat (R24)."""
+    guest = await h.guest_client(uid, group)
+    await guest.ok(22300, msg=f"hello from {uid}")
+    return guest
+
+
 async def a_with_two_guests(h):
-    """As ``agents_a_and_b``, then guests u1 and u2 log in: ``(group, a, b, ca, g1, g2)``."""
+    """As ``agents_a_and_b``, then guests u1 and u2 log in and write:
+    ``(group, a, b, ca, g1, g2)``."""
     group, a, b, ca = await agents_a_and_b(h)
-    return group, a, b, ca, await h.guest_client("u1", group), await h.guest_client("u2", group)
+    return (group, a, b, ca, await writing_guest(h, "u1", group),
+            await writing_guest(h, "u2", group))
 
 
 # -- R24 assignment ------------------------------------------------------------------------
@@ -102,7 +111,8 @@ async def test_guest_login_assigns_agent_with_pushes(cschat_server):
     assert set(login_agent) >= AGENT_INFO_KEYS
     assert login_agent["aix"] == aid and login_agent["admin_id"] == aid
     assert login_agent["group_id"] == group and login_agent["name"] == "Alice"
-    assert login_agent["status"] == "online" and login_agent["load"] == 1
+    # SECURITY ghost visitors, PROTOCOL R24: a seat counts from the guest's first message.
+    assert login_agent["status"] == "online" and login_agent["load"] == 0
 
     pushed = (await agent.push(32401))["data"]
     assert pushed["from_aix"] is None
@@ -116,6 +126,8 @@ async def test_guest_login_assigns_agent_with_pushes(cschat_server):
 
     assert assigned_aix(h, gid) == aid
     assert await guest_list_gids(agent) == [gid]
+    await guest.ok(22300, msg="hello")
+    assert (await online_list(agent))[aid]["load"] == 1
 
 
 @pytest.mark.gen_test
@@ -126,7 +138,7 @@ async def test_new_guests_go_to_least_loaded_agent(cschat_server):
     cb = await h.agent_client(b)
     chosen = []
     for n in range(4):
-        guest = await h.guest_client(f"u{n}", group)
+        guest = await writing_guest(h, f"u{n}", group)
         chosen.append(guest.login_data["agent"]["aix"])
     assert chosen[0] != chosen[1] and chosen[2] != chosen[3]
     assert sorted(chosen) == [a, a, b, b]
@@ -174,9 +186,10 @@ async def test_full_agent_queues_guests_until_capacity_frees(make_server):
     # PROTOCOL R24 agent_capacity, queue oldest first; 22300 22098 once per queued period
     h = await make_server(chat={"agent_capacity": 1})
     group, aid, agent = await h.logged_in_agent("A")
-    g1 = await h.guest_client("u1", group)
+    g1 = await writing_guest(h, "u1", group)
     assert g1.login_data["agent"]["aix"] == aid
     await agent.push(32401)
+    await agent.push(32399)
 
     g2 = await h.guest_client("u2", group)
     assert g2.login_data["agent"] is None
@@ -315,7 +328,7 @@ async def test_suspended_agent_gets_no_new_guests_and_load_counts(cschat_server)
     await cb.ok(32500, status=1)
     gids = []
     for n in range(3):
-        guest = await h.guest_client(f"u{n}", group)
+        guest = await writing_guest(h, f"u{n}", group)
         assert guest.login_data["agent"]["aix"] == a
         gids.append(gid_of(guest))
     listed = await online_list(cb)
@@ -341,6 +354,7 @@ async def test_offline_guest_released_after_release_after(make_server):
     group, aid, agent, guest = await h.pair(name="", agent_name="A")
     gid = gid_of(guest)
     await agent.push(32401)
+    await guest.ok(22300, msg="hello")
 
     guest.close()
     presence = (await agent.push(32098))["data"]
@@ -576,7 +590,7 @@ async def test_suspend_and_resume_push_status_to_group(cschat_server):
     # PROTOCOL 32500 status 1 / 0; 33099 to agents of the group, all connections
     h = cschat_server
     group, a, b, ca = await agents_a_and_b(h)
-    guest = await h.guest_client("u1", group)
+    guest = await writing_guest(h, "u1", group)
     ca2 = await h.agent_client(a)
     cb = await h.agent_client(b)
 
@@ -648,6 +662,7 @@ async def test_end_conversation(cschat_server):
     h = cschat_server
     group, a, ca, guest = await h.pair(name="", agent_name="A")
     gid = gid_of(guest)
+    await guest.ok(22300, msg="thanks, that is all")
     answered = (await ca.ok(32300, gid=gid, msg="bye"))["message_info"]
     assert (await online_list(ca))[a]["load"] == 1
 
@@ -690,7 +705,7 @@ async def test_queue_drain_reaches_guests_behind_one_nobody_can_take(make_server
     returning = await h.guest_client("returning", group)
     await agent.push(32401)
     await agent.ok(32700, gid=gid_of(returning))
-    busy = await h.guest_client("busy", group)
+    busy = await writing_guest(h, "busy", group)
     assert busy.login_data["agent"]["aix"] == a
     await agent.ok(32500, status=1)
     waiting = await h.guest_client("waiting", group)

@@ -62,3 +62,26 @@ async def test_a_newer_database_is_refused(tmp_path):
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(store_module.StoreError, match="newer"):
         await Store(path).open()
+
+
+@pytest.mark.gen_test
+async def test_upgrade_heals_cards_stored_with_infinity_or_nan(tmp_path):
+    # SECURITY poisoned card: schema 4 rewrites the non-finite numbers older versions stored
+    # in cards (which no client can parse) as null; other messages are untouched.
+    path = str(tmp_path / "old.db")
+    schema_2_database(path)
+    with sqlite3.connect(path) as conn:
+        for statement in store_module._MIGRATIONS[2]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("INSERT INTO messages (gid, sender, file_type, body, created_at, position) "
+                     "VALUES (1, 'guest', 3, ?, 0, 26)",
+                     ('{"id":"p1","title":"NaN shoes","price":Infinity,"x":-Infinity,"y":NaN}',))
+    store = await Store(path).open()
+    try:
+        rows = await store.read(lambda conn: conn.execute(
+            "SELECT body FROM messages WHERE file_type = 3 OR id = 1").fetchall())
+    finally:
+        await store.close()
+    bodies = sorted(row["body"] for row in rows)
+    assert bodies == ['1:0', '{"id":"p1","title":"NaN shoes","price":null,"x":null,"y":null}']

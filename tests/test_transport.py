@@ -671,3 +671,79 @@ async def test_invalid_frames_count_against_the_rate_limit(make_server):
         client.send_raw("not json")
     codes = [(await client.read())["code"] for _ in range(20)]
     assert codes.count(-10029) >= 8 and set(codes) == {-10001, -10029}
+
+
+# -- values that could not be encoded back (docs/security.md) ---------------------------------
+
+
+@pytest.mark.gen_test
+async def test_a_number_beyond_a_double_is_refused_and_nothing_is_stored(cschat_server):
+    # PROTOCOL R3 (SECURITY poisoned card): 1e400 parsed as inf and, once stored, broke every
+    # frame carrying it. It is -10004 with the frame's api_key and seq; nothing is stored,
+    # and the agent's login and history still answer.
+    h = cschat_server
+    group, admin_id, agent, guest = await h.pair()
+    guest.send_raw('{"api_key":22300,"call_type":1,"seq":"c1","file_type":3,'
+                   '"msg":{"id":"p1","title":"Shoes","price":1e400}}')
+    reply = await guest.response("c1")
+    assert_error(reply, -10004)
+    assert reply["api_key"] == 22300 and "double" in reply["message"]
+    assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
+    card = await guest.ok(22300, file_type=3, msg={"id": "p1", "title": "Shoes", "price": 1e300})
+    assert card["message_info"]["msg"]["price"] == 1e300
+    again = await h.agent_client(admin_id)
+    assert again.login_data["guest_list"][0]["last_message"]["file_type"] == 3
+
+
+@pytest.mark.gen_test
+async def test_an_answer_that_cannot_be_encoded_is_answered_10000(cschat_server):
+    # PROTOCOL R4, R8: every request gets its answer; a row another program stored with
+    # Infinity makes history unencodable, which is -10000, not silence.
+    h = cschat_server
+    group, admin_id, agent, guest = await h.pair()
+    await guest.ok(22300, file_type=3, msg={"id": "p1", "title": "Shoes", "price": 1})
+    h.db_write("UPDATE messages SET body = '{\"id\":\"p1\",\"title\":\"Shoes\",\"price\":Infinity}'")
+    reply = await agent.call(32100, gid=guest.login_data["gid"], group_id=group)
+    assert_error(reply, -10000)
+    await heartbeat(agent)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("frame", [
+    "[" * 30_000 + "]" * 30_000,
+    '{"a":' * 10_000 + "1" + "}" * 10_000,
+])
+async def test_deeply_nested_json_gets_10001_and_the_connection_stays(cschat_server, frame):
+    # PROTOCOL R1 (SECURITY): nesting too deep to parse is not a dropped connection.
+    client = await Client.connect(cschat_server.port, 1)
+    client.send_raw(frame)
+    assert_error_shape(await client.read(), -10001)
+    await heartbeat(client)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("field", ["seq", "msg", "client_msg_id", "key"])
+async def test_lone_surrogates_get_10001_and_nothing_is_stored(cschat_server, field):
+    # PROTOCOL R1 (SECURITY): "\ud800" is not Unicode text; it can be neither stored nor
+    # sent back, so the frame is refused where it is decoded.
+    h = cschat_server
+    group, admin_id, agent, guest = await h.pair()
+    frame = {"api_key": 22300, "call_type": 1, "seq": 5, "msg": "hi", "client_msg_id": "m1"}
+    if field == "key":
+        text = json.dumps(frame)[:-1] + ', "\\udc00x": 1}'
+    else:
+        frame[field] = "a\ud800b"
+        text = json.dumps(frame)
+    assert_error_shape(await raw_request(guest, text), -10001)
+    assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
+    paired = await guest.ok(22300, msg="\U0001F600 \\ud800 as text", client_msg_id="m2")
+    assert paired["message_info"]["msg"] == "\U0001F600 \\ud800 as text"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("body", ['{"username": "a\\ud800", "password": "x"}',
+                                  "[" * 10_000, '{"username": 1e400, "password": "x"}'])
+async def test_http_bodies_that_cannot_be_decoded_get_400(cschat_server, body):
+    # PROTOCOL §7 (SECURITY): /api/login answered 500 to these; now 400 -10004.
+    status, reply = await cschat_server.http("POST", "/api/login", body)
+    assert status == 400 and reply["code"] == -10004, reply

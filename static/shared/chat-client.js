@@ -163,6 +163,12 @@ export class ChatClient {
     this._attempt = 0;
     this._everOnline = true;
     this.loginData = data;
+    // A server with a short heartbeat_timeout says how often to beat (R6).
+    const every = Math.min(HEARTBEAT_MS, (data.heartbeat_interval || Infinity) * 1000);
+    if (every < HEARTBEAT_MS) {
+      clearInterval(this._beat);
+      this._beat = setInterval(() => this._heartbeat(), every);
+    }
     if (data.is_refresh && data.refresh_token) this._emit("refresh", data.refresh_token);
     this._setState("online");
     this._emit("login", data);
