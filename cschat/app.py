@@ -41,7 +41,8 @@ async def open_store(settings: Settings) -> Store:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     os.chmod(path, 0o600)
-    return await Store(path, settings.database["synchronous"]).open()
+    return await Store(path, settings.database["synchronous"],
+                       settings.database["max_wal_bytes"]).open()
 
 
 async def make_tokens(settings: Settings, store: Store) -> Tokens:

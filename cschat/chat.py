@@ -320,8 +320,7 @@ class ChatService:
         self.routing.assign(conversation, target)
         note = self._system_message(conversation, me,
                                     f"{me.name} transferred the conversation to {target.name}")
-        snapshots = await self._save_routing([conversation])
-        await note
+        snapshots, _ = await asyncio.gather(self._save_routing([conversation]), note)
         guest_info, recs = self._assignment(conversation, snapshots[gid])
         self.broker.publish(agent_channel(aix), p.push(p.PUSH_ASSIGNED,
             {"guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
@@ -368,10 +367,8 @@ class ChatService:
             raise ApiError(-32702, "the guest is not assigned to you")
         me = self._agent(session)
         self.routing.release(conversation)
-        saved = self._save_routing([conversation], 0)
-        note = self._system_message(conversation, me, f"{me.name} ended the conversation")
-        await saved
-        await note
+        await asyncio.gather(self._save_routing([conversation], 0), self._system_message(
+            conversation, me, f"{me.name} ended the conversation"))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_ENDED, {"aix": me.admin_id}))
         self._spawn(self._drain_queue(session.group_id))

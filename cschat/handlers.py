@@ -381,12 +381,15 @@ class VisitorHandler(_TokenIssuer):
 
 
 class HealthHandler(JsonHandler):
-    """``GET /healthz``: ok when the database answers."""
+    """``GET /healthz``: ok when the database answers and, after a failed commit, can
+    commit again."""
 
     async def get(self) -> None:
         try:
-            await asyncio.wait_for(self.server.store.ping(), timeout=5)
+            healthy = await asyncio.wait_for(self.server.store.ping(), timeout=5)
         except Exception:  # noqa: BLE001 - any failure means unhealthy
+            healthy = False
+        if not healthy:
             self.set_status(503)
             self.finish(p.encode({"status": "error"}))
             return

@@ -127,6 +127,9 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
         "synchronous": Setting(
             "full", _choice("full", "normal"),
             "full survives power loss; normal survives a process crash only."),
+        "max_wal_bytes": Setting(
+            "33554432", _integer(1048576),
+            "Past this size the write-ahead log is emptied between two commits."),
     },
     "auth": {
         "secret": Setting(

@@ -36,9 +36,9 @@ log = logging.getLogger("cschat.store")
 
 _MAX_UNITS_PER_COMMIT = 2000
 _BUSY_TIMEOUT_MS = 5000
+_CHECKPOINT_WAIT_MS = 200
+_PROBE_BYTES = 256 * 1024
 CHECKPOINT_SECONDS = 1.0
-# Past this size the writer itself empties the WAL between two commits (see _write_loop).
-WAL_LIMIT_BYTES = 32 * 1024 * 1024
 
 # A step is an SQL statement or a function of the connection.
 _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
@@ -250,8 +250,21 @@ def _as_unavailable(error: Exception) -> Exception:
     return error
 
 
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """Write (and take back) as much as a busy batch of messages: after a failed commit, a
+    write this size must succeed before the database counts as healthy again."""
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('health_probe', ?)",
+                 ("x" * _PROBE_BYTES,))
+    conn.execute("DELETE FROM meta WHERE key = 'health_probe'")
+
+
 def _checkpoint_truncate(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    """``(busy, frames, checkpointed)``; waits at most a moment for readers."""
+    conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+    try:
+        return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 def _run_query(conn: sqlite3.Connection, query: Callable) -> Any:
@@ -261,9 +274,10 @@ def _run_query(conn: sqlite3.Connection, query: Callable) -> Any:
 class Store:
     """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
 
-    def __init__(self, path: str, synchronous: str = "full"):
+    def __init__(self, path: str, synchronous: str = "full", max_wal_bytes: int = 32 << 20):
         self.path = path
         self._synchronous = synchronous
+        self._max_wal_bytes = max_wal_bytes
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._pending: list[tuple[Callable, asyncio.Future]] = []
@@ -274,7 +288,7 @@ class Store:
         self._closing = False
         self.healthy = True  # False from a failed commit until one succeeds
         self._failures = ThrottledLog(log)
-        self._wal_checked = 0.0
+        self._wal_retry_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -288,7 +302,7 @@ class Store:
         # A connection of its own checkpoints instead, beside the commits.
         await self._writer.execute("PRAGMA wal_autocheckpoint=0")
         # After the WAL has been emptied, its file shrinks back to this size.
-        await self._writer.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES // 4}")
+        await self._writer.execute(f"PRAGMA journal_size_limit={self._max_wal_bytes // 4}")
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
         try:
             await self.write(_migrate)
@@ -359,28 +373,27 @@ class Store:
                 return
 
     async def _bound_wal(self) -> None:
-        """Empty the WAL when it has grown past :data:`WAL_LIMIT_BYTES`.
+        """Empty the WAL when it has grown past ``max_wal_bytes``.
 
         The checkpoint loop copies pages out of the WAL beside the commits,
         but under sustained writes it never finds the WAL fully copied, so
-        SQLite never starts it over and it grows without end. Once a second
-        at most, between two commits (so no write of ours is in flight), the
-        writer checks its size and, past the limit, checkpoints and truncates
-        it: a short pause, since most pages were copied already.
+        SQLite never starts it over and it grows without end. Between two
+        commits (so no write of ours is in flight) the writer checks its size
+        and, past the limit, checkpoints and truncates it: a short pause,
+        since most pages were copied already. A reader that holds the WAL
+        (a long backup) makes it wait a second before trying again.
         """
-        now = time.monotonic()
-        if now - self._wal_checked < CHECKPOINT_SECONDS:
+        if time.monotonic() < self._wal_retry_at:
             return
-        self._wal_checked = now
         try:
-            if os.path.getsize(self.path + "-wal") < WAL_LIMIT_BYTES:
+            if os.path.getsize(self.path + "-wal") < self._max_wal_bytes:
                 return
             busy, _, _ = await self._writer._execute(_checkpoint_truncate, self._writer._conn)
         except (OSError, sqlite3.Error) as error:
             log.warning("emptying the WAL failed: %s", error)
-            return
+            busy = True
         if busy:
-            log.warning("the WAL could not be emptied: a reader held it")
+            self._wal_retry_at = time.monotonic() + CHECKPOINT_SECONDS
 
     async def _commit(self, batch: list[tuple[Callable, asyncio.Future]]) -> None:
         try:
@@ -394,7 +407,9 @@ class Store:
             self.healthy = False
             outcomes = [(False, _as_unavailable(error))] * len(batch)
         else:
-            self.healthy = True
+            # A unit may fail alone on a full disk while the (empty) commit succeeds.
+            self.healthy = not any(not ok and isinstance(value, StorageUnavailable)
+                                   for ok, value in outcomes)
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
@@ -749,7 +764,7 @@ class Store:
         succeeds again (a harmless one is tried)."""
         if not self.healthy:
             try:
-                await self.set_meta("health_checked_at", str(now_ms()))
+                await self.write(_probe_write)
             except StorageUnavailable:
                 return False
         return await self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
