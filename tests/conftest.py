@@ -229,6 +229,31 @@ def assert_error(reply: dict, code: int) -> None:
     assert reply["data"] == {}, reply
 
 
+# -- a small disk that fills up ----------------------------------------------------------------
+
+def mount_tmpfs(mount_point, size: str):
+    """Mount a tmpfs of ``size`` (e.g. "1m") at ``mount_point``; skip the test where
+    mounting is not allowed. Unmount with :func:`unmount`."""
+    mount_point.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a tmpfs, and mounting one failed (root only): "
+                    f"{mounted.stderr.strip()}")
+    return mount_point
+
+
+def unmount(mount_point) -> None:
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs mounted at a fresh folder; skips when mounting is not allowed."""
+    yield mount_tmpfs(tmp_path / "disk", "1m")
+    unmount(tmp_path / "disk")
+
+
 # -- a server in the test's IOLoop -----------------------------------------------------------
 
 class Harness:

@@ -718,3 +718,60 @@ async def test_queue_drain_reaches_guests_behind_one_nobody_can_take(make_server
     assert assigned["data"]["from_aix"] is None
     assert assigned_aix(h, gid_of(returning)) == a
     assert assigned_aix(h, gid_of(waiting)) is None
+
+
+# -- silent visitors take no seat (SECURITY ghost visitors) ----------------------------------
+
+
+@pytest.mark.gen_test
+async def test_silent_visitors_do_not_keep_a_customer_waiting(make_server):
+    # PROTOCOL R24 (SECURITY ghost visitors): routing at login stays (32401 tells the agent
+    # a visitor came), but a conversation takes a seat only from the guest's first message,
+    # so three silent visitors at capacity 3 do not queue a real customer.
+    h = await make_server(chat={"agent_capacity": 3})
+    group, a, agent = await h.logged_in_agent("A")
+    ghosts = [await h.guest_client(f"ghost{n}", group) for n in range(3)]
+    assert all(g.login_data["agent"]["aix"] == a for g in ghosts)
+    assert (await online_list(agent))[a]["load"] == 0
+    customer = await writing_guest(h, "customer", group)
+    assert customer.login_data["agent"]["aix"] == a
+    assert (await online_list(agent))[a]["load"] == 1
+    assert assigned_aix(h, gid_of(customer)) == a
+
+
+@pytest.mark.gen_test
+async def test_a_silent_visitor_who_leaves_is_released_at_once(make_server):
+    # PROTOCOL R24 (SECURITY ghost visitors): a conversation without a guest message is
+    # released as soon as its guest disconnects, not after release_after; one in which the
+    # guest wrote keeps its agent for release_after.
+    h = await make_server(chat={"release_after": 600})
+    group, a, agent = await h.logged_in_agent("A")
+    silent = await h.guest_client("silent", group)
+    talker = await writing_guest(h, "talker", group)
+    silent.close()
+    talker.close()
+    await matching(agent, 32098, lambda d: d["gid"] == gid_of(silent) and not d["online"])
+    await matching(agent, 32098, lambda d: d["gid"] == gid_of(talker) and not d["online"])
+    await asyncio.sleep(0.2)
+    assert assigned_aix(h, gid_of(silent)) is None
+    assert assigned_aix(h, gid_of(talker)) == a
+    assert await guest_list_gids(agent) == [gid_of(talker)]
+    back = await h.guest_client("silent", group)
+    assert back.login_data["agent"]["aix"] == a  # sticky to its last agent, seat or not
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_guests_put_back_in_the_queue_are_told_their_position(make_server):
+    # PROTOCOL R27, §6 22098: when an agent goes offline and nobody can take its online
+    # guests, they wait in the queue and are told where they stand.
+    h = await make_server(chat={"agent_grace": 1})
+    group, a, agent = await h.logged_in_agent("A")
+    first = await writing_guest(h, "first", group)
+    second = await writing_guest(h, "second", group)
+    agent.close()
+    positions = {(await g.push(22098, timeout=5))["data"]["queue_position"]
+                 for g in (first, second)}
+    assert positions == {1, 2}
+    assert h.db("SELECT COUNT(*) FROM guests WHERE queued_at IS NOT NULL")[0][0] == 2
+    await first.ok(22300, msg="still there?")
+    await first.no_push(22098)  # once per waiting period

@@ -702,7 +702,7 @@ async def test_an_answer_that_cannot_be_encoded_is_answered_10000(cschat_server)
     h = cschat_server
     group, admin_id, agent, guest = await h.pair()
     await guest.ok(22300, file_type=3, msg={"id": "p1", "title": "Shoes", "price": 1})
-    h.db_write("UPDATE messages SET body = '{\"id\":\"p1\",\"title\":\"Shoes\",\"price\":Infinity}'")
+    h.db_write("UPDATE messages SET body = ?", ('{"id":"p1","title":"Shoes","price":Infinity}',))
     reply = await agent.call(32100, gid=guest.login_data["gid"], group_id=group)
     assert_error(reply, -10000)
     await heartbeat(agent)
@@ -747,3 +747,25 @@ async def test_http_bodies_that_cannot_be_decoded_get_400(cschat_server, body):
     # PROTOCOL §7 (SECURITY): /api/login answered 500 to these; now 400 -10004.
     status, reply = await cschat_server.http("POST", "/api/login", body)
     assert status == 400 and reply["code"] == -10004, reply
+
+
+@pytest.mark.gen_test
+async def test_allowed_origins_keep_cschats_own_pages_working(make_server):
+    # PROTOCOL §1 origins: with allowed_origins set, the console and widget served by cschat
+    # itself (same host) still connect, whatever the Tornado version; others are refused.
+    h = await make_server(server={"allowed_origins": "https://shop.example"})
+    for origin in (f"http://127.0.0.1:{h.port}", "https://shop.example"):
+        client = await Client.connect(h.port, 1, headers={"Origin": origin})
+        await heartbeat(client)
+    with pytest.raises(tornado.httpclient.HTTPClientError):
+        await Client.connect(h.port, 1, headers={"Origin": "https://evil.example"})
+
+
+@pytest.mark.gen_test
+async def test_login_answers_say_how_often_to_beat(make_server):
+    # PROTOCOL R6: 21000 / 31000 carry heartbeat_interval (s), a third of heartbeat_timeout,
+    # so a short timeout never leaves browser clients beating too slowly.
+    h = await make_server(chat={"heartbeat_timeout": 12})
+    group, admin_id, agent, guest = await h.pair()
+    assert agent.login_data["heartbeat_interval"] == 4
+    assert guest.login_data["heartbeat_interval"] == 4

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -291,20 +290,6 @@ async def test_too_little_free_disk_is_507_before_the_body(make_server):
     assert_refused(status, body, 507)
     assert "disk" in body["message"]
     assert h.db("SELECT COUNT(*) FROM files") == [(0,)]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs mounted at a fresh folder; skips when mounting is not allowed."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a full disk needs a tmpfs, and mounting one failed (root only): "
-                    f"{mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 @pytest.mark.gen_test
