@@ -31,6 +31,10 @@ class TokenError(Exception):
     """A token that cannot be parsed or verified, or whose claims are malformed."""
 
 
+class WrongRole(TokenError):
+    """A valid token of the other role (a guest's where an agent's is wanted, or back)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentClaims:
     admin_id: int
@@ -97,7 +101,7 @@ class Tokens:
         except jwt.PyJWTError:
             raise TokenError("token cannot be verified") from None
         if claims.get("typ") != typ:
-            raise TokenError(f"not an {typ} token" if typ == "agent" else f"not a {typ} token")
+            raise WrongRole(f"not an {typ} token" if typ == "agent" else f"not a {typ} token")
         # PyJWT takes "123" for a time; refresh and the session age do arithmetic on them.
         for name in ("exp", "iat", "auth_time"):
             if name in claims and not _is_number(claims[name]):

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from cschat import protocol as p
-from cschat.auth import TokenError, Tokens
+from cschat.auth import TokenError, Tokens, WrongRole
 from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel, guest_channel
 from cschat.messages import message_info, parse_message
 from cschat.protocol import ApiError
@@ -151,8 +151,8 @@ class ChatService:
         """
         try:
             claims = self.tokens.verify_agent(token)
-        except TokenError:
-            pass
+        except TokenError as not_agent:
+            agent_error = not_agent
         else:
             agent = await self._known_agent(claims.admin_id)
             if agent is None or not agent.enabled:
@@ -160,7 +160,10 @@ class ChatService:
             if claims.revoked(agent.token_version):
                 raise TokenError("token revoked")
             return "agent", agent.admin_id, agent.group_id
-        guest = self.tokens.verify_guest(token)
+        try:
+            guest = self.tokens.verify_guest(token)
+        except WrongRole:
+            raise agent_error from None  # say what is wrong with it as an agent's token
         if not await self._group_enabled(guest.group_id):
             raise TokenError("group disabled or missing")
         row = await self.store.guest_by_uid(guest.group_id, guest.uid) or \

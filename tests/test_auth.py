@@ -721,7 +721,8 @@ async def test_session_older_than_max_session_age_is_refused(make_server):
             reply = await login(h, api_key, token=token)
             assert_error(reply, -31001 if api_key == 31000 else -21001)
             assert "session too old" in reply["message"]
-            assert (await upload(h, token))[0] == 401
+            status, body = await upload(h, token)
+            assert status == 401 and "session too old" in body["message"], body
     assert (await login(h, 31000, token=sign(agent_claims(aid, issued_ago=3500))))["code"] == 200
     assert (await upload(h, sign(agent_claims(aid, issued_ago=3500))))[0] == 200
 
@@ -781,7 +782,8 @@ async def test_password_change_signout_and_disable_revoke_agent_tokens(make_serv
         reply = await login(h, 31000, token=before)
         assert_error(reply, -31001)
         assert reply["message"] == "token revoked"
-        assert (await upload(h, before))[0] == 401
+        status, body = await upload(h, before)
+        assert status == 401 and body["message"] == "token revoked", body
         assert (await login(h, 31000, token=h.server.tokens.mint_agent(aid, version + 1)))[
             "code"] == 200
         assert (await login(h, 31000, token=shops))["code"] == 200
