@@ -200,8 +200,9 @@ async def test_sigkill_and_restart_with_routing_state_pending(tmp_path):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_suspension_survives_a_restart(tmp_path):
-    # faults, item 13: an agent suspended (32500) before a SIGKILL is still suspended after
-    # the restart (R14: a login within the grace keeps the status): it gets no new guest
+    # Faults (suspensions were lost on restart): an agent suspended (32500) before a SIGKILL
+    # is still suspended after the restart (R14: a login within the grace keeps the status):
+    # it gets no new guest
     # until it resumes, which hands it the queued one (R24).
     # agent_grace is long enough that the login after the restart falls within it.
     config, port = config_and_port(tmp_path, {"chat": {

@@ -32,7 +32,7 @@ async def flood(clients: list[Client], frames: int) -> list[dict]:
 
 @pytest.mark.gen_test
 async def test_one_guest_is_limited_over_all_its_connections(make_server):
-    # SECURITY limits (issue: one guest stored 798 messages in 0.7 s over 20 connections):
+    # SECURITY limits (seen: one guest stored 798 messages in 0.7 s over 20 connections):
     # PROTOCOL R9 per connection, and the guest's identity_rate_limit over all of them.
     h = await make_server(chat={"rate_limit": 100, "identity_rate_limit": 5})
     group, _, _ = await h.logged_in_agent()
@@ -62,7 +62,7 @@ async def test_other_guests_are_not_slowed_by_one_who_floods(make_server):
 
 @pytest.mark.gen_test
 async def test_one_address_is_limited_over_all_its_connections(make_server):
-    # SECURITY limits (issue: 30 connections from one address sent ~12 000 frames/s):
+    # SECURITY limits (seen: 30 connections from one address sent ~12 000 frames/s):
     # address_rate_limit is shared by every connection from the address, logged in or not.
     h = await make_server(chat={"rate_limit": 100, "identity_rate_limit": 100,
                                 "address_rate_limit": 5})
@@ -230,7 +230,7 @@ async def long_conversation(h, messages: int, length: int) -> tuple[int, int, in
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_connection_that_does_not_read_is_closed(make_server):
-    # SECURITY limits (issue: a reader that never reads grew RSS by 20-30 MB/s): once
+    # SECURITY limits (seen: a reader that never reads grew RSS by 20-30 MB/s): once
     # max_queued_bytes wait unsent, the server closes it with 1008 and stops writing.
     h = await make_server(chat={"max_queued_bytes": 65536})
     group, admin_id, gid = await long_conversation(h, 40, 4000)

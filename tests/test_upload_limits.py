@@ -1,4 +1,4 @@
-"""Upload limits from the security audit, through the running server (docs/security.md
+"""Upload limits, through the running server (docs/security.md
 "Uploads and disk", PROTOCOL §7): image budgets and their own threads, quotas, free disk
 and full disks, type limits while streaming, folder and file modes, private caching.
 
@@ -154,8 +154,8 @@ async def test_frames_are_capped(make_server):
 
 
 @pytest.mark.gen_test
-async def test_default_budget_refuses_the_audit_apng(make_server):
-    # SECURITY uploads: the audit's 6 KB APNG (16 frames on 1500×1500, 36 M pixels in all,
+async def test_default_budget_refuses_a_known_apng_bomb(make_server):
+    # SECURITY uploads: a 6 KB APNG (16 frames on 1500×1500, 36 M pixels in all,
     # +200 MB RSS to decode) is over the default max_image_pixels (24 M)
     h = await setup(make_server)
     bomb = animation("PNG", 16, (1500, 1500))
