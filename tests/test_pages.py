@@ -1,4 +1,4 @@
-"""The console, widget and embed.js routes and their security headers (issue 5, PROTOCOL §7)."""
+"""The console, widget and embed.js routes and their security headers (PROTOCOL §7)."""
 
 from __future__ import annotations
 
