@@ -102,6 +102,7 @@ class Server:
         return tornado.web.Application(
             [
                 (r"/ws", handlers.ChatSocket, context),
+                (r"/", handlers.RootSocket, context),
                 (r"/api/login", handlers.LoginHandler, context),
                 (r"/api/visitor", handlers.VisitorHandler, context),
                 (r"/healthz", handlers.HealthHandler, context),

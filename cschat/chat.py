@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -88,8 +89,11 @@ def _within_bytes(messages: list[dict], limit: int, keep_oldest: bool) -> list[d
     return messages[:count] if keep_oldest else messages[len(messages) - count:]
 
 
+IX_PATTERN = re.compile(r"[0-9a-f]{20}")
+
+
 def new_ix() -> str:
-    """A connection id: 20 hex characters."""
+    """A connection id: 20 hex characters (:data:`IX_PATTERN`)."""
     return secrets.token_hex(10)
 
 
@@ -196,6 +200,7 @@ class ChatService:
         session = Session(ix, subscriber, "agent", agent.group_id, admin_id=agent.admin_id)
         was_offline = agent.status == OFFLINE
         agent.connections += 1
+        agent.ixs.append(ix)
         agent.in_grace = False
         self._cancel_timer(("agent", agent.admin_id))
         if was_offline and agent.suspended:
@@ -227,6 +232,7 @@ class ChatService:
         self.broker.unsubscribe(agent_channel(agent.admin_id), session.subscriber)
         self.broker.unsubscribe(group_channel(agent.group_id), session.subscriber)
         agent.connections -= 1
+        agent.ixs.remove(session.ix)
         if agent.connections:
             return
         agent.in_grace = True
@@ -260,8 +266,10 @@ class ChatService:
     # -- agent API -------------------------------------------------------------------------
 
     async def chat_list(self, session: Session, params: dict) -> dict:
-        """32000."""
-        return {"guest_list": await self._guest_list(session.admin_id)}
+        """32000: my conversations, in the sheet's block (my connection, my group's agents)."""
+        return {"ix": session.ix, "guest_list": await self._guest_list(session.admin_id),
+                "admin_list": [a.info() for a in self.routing.agents_of_group(session.group_id)],
+                "is_refresh": 0, "refresh_token": ""}
 
     async def chat_content(self, session: Session, params: dict) -> dict:
         """32100: any conversation of the agent's own group."""
@@ -310,29 +318,46 @@ class ChatService:
     async def transfer(self, session: Session, params: dict) -> dict:
         """32400: hand my guest to another online agent of my group."""
         gid = p.integer(params, "gid", -32403, low=1)
-        aix = p.integer(params, "aix", -32404)
+        target = self._transfer_target(params.get("aix"))
+        aix = target.admin_id
         if aix == session.admin_id:
             raise ApiError(-32406, "cannot transfer to yourself")
         conversation = self.routing.conversations.get(gid)
         if conversation is None or conversation.assigned != session.admin_id:
             raise ApiError(-32407, "the guest is not assigned to you")
-        target = self.routing.agents.get(aix)
-        if target is None or target.group_id != session.group_id or not target.takes_guests:
-            raise ApiError(-32405, "target agent is not online, suspended or in another group")
+        # 挂起 (suspended) stops new guests from routing, not a colleague's hand-over.
+        if target.group_id != session.group_id or not target.connections or not target.enabled:
+            raise ApiError(-32405, "target agent is not online or in another group")
         me = self._agent(session)
         self.routing.assign(conversation, target)
-        note = self._system_message(conversation, me,
-                                    f"{me.name} transferred the conversation to {target.name}")
-        snapshots, _ = await asyncio.gather(self._save_routing([conversation]), note)
+        note = self._system_message(
+            conversation, me, f"{me.name} transferred the conversation to {target.name}",
+            {"event": "transfer", "from": me.admin_id, "from_name": me.name,
+             "to": aix, "to_name": target.name})
+        snapshots, recorded = await asyncio.gather(self._save_routing([conversation]), note)
         guest_info, recs = self._assignment(conversation, snapshots[gid])
         self.broker.publish(agent_channel(aix), p.push(p.PUSH_ASSIGNED,
-            {"guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
+            {"gid": gid, "guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
         self.broker.publish(agent_channel(me.admin_id),
                             p.push(p.PUSH_TRANSFERRED, {"gid": gid, "aix": aix}))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_GUEST_ASSIGNED, {"agent": target.info()}))
         self._spawn(self._drain_queue(session.group_id))
-        return {"gid": gid, "aix": aix, "guest_info": guest_info, "recs": recs}
+        return {"gid": gid, "aix": aix, "guest_info": guest_info, "recs": recs,
+                "data": recorded}
+
+    def _transfer_target(self, aix: Any) -> Agent:
+        """The agent 32400's ``aix`` names: its admin_id, or the ``ix`` of one of its
+        connections (the sheet's consoles know agents by connection)."""
+        if isinstance(aix, str) and IX_PATTERN.fullmatch(aix):
+            for agent in self.routing.agents.values():
+                if aix in agent.ixs:
+                    return agent
+            raise ApiError(-32405, "no agent has that connection")
+        target = self.routing.agents.get(p.integer({"aix": aix}, "aix", -32404))
+        if target is None:
+            raise ApiError(-32405, "target agent is not online or in another group")
+        return target
 
     async def suspend(self, session: Session, params: dict) -> dict:
         """32500: 1 suspends (keep my chats, get no new ones), 0 resumes."""
@@ -371,7 +396,8 @@ class ChatService:
         me = self._agent(session)
         self.routing.release(conversation)
         await asyncio.gather(self._save_routing([conversation], 0), self._system_message(
-            conversation, me, f"{me.name} ended the conversation"))
+            conversation, me, f"{me.name} ended the conversation",
+            {"event": "end", "by": me.admin_id, "by_name": me.name}))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_ENDED, {"aix": me.admin_id}))
         self._spawn(self._drain_queue(session.group_id))
@@ -604,7 +630,8 @@ class ChatService:
                 self._start_timer(("guest", conversation.gid), self.settings["release_after"],
                                   self._release_offline_guest, conversation.gid)
             self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_ASSIGNED,
-                {"guest_info": guest_info, "recs": recs, "from_aix": None}))
+                {"gid": conversation.gid, "guest_info": guest_info, "recs": recs,
+                 "from_aix": None}))
             self.broker.publish(guest_channel(conversation.gid),
                                 p.push(p.PUSH_GUEST_ASSIGNED, {"agent": agent.info()}))
 
@@ -615,15 +642,22 @@ class ChatService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _system_message(self, conversation: Conversation, agent: Agent, text: str) -> Awaitable:
-        """Record ``text`` in the conversation and show it to the guest once committed."""
-        stored = self.store.add_message(conversation.gid, "system", agent.admin_id, p.TEXT,
-                                        text, None)
+    def _system_message(self, conversation: Conversation, agent: Agent, text: str,
+                        event: dict) -> Awaitable[dict]:
+        """Record ``text`` (English) and ``event`` (its machine code and parameters, for
+        other languages) in the conversation; show it to the guest once committed.
 
-        async def publish():
+        The awaitable returns the message_info.
+        """
+        stored = self.store.add_message(conversation.gid, "system", agent.admin_id, p.TEXT,
+                                        text, None, event=p.encode(event))
+
+        async def publish() -> dict:
             message, _ = await stored
-            self.broker.publish(guest_channel(conversation.gid), p.push(p.PUSH_AGENT_MESSAGE,
-                {"message_info": message_info(message, conversation.group_id)}))
+            info = message_info(message, conversation.group_id)
+            self.broker.publish(guest_channel(conversation.gid),
+                                p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}))
+            return info
         return publish()
 
     async def _guest_list(self, admin_id: int) -> list[dict]:
@@ -662,7 +696,7 @@ class ChatService:
                                                    after_id)
         kept = _within_bytes(messages, self.settings["max_history_bytes"],
                              keep_oldest=after_id is not None)
-        return {"list": [message_info(m, group_id) for m in kept],
+        return {"gid": gid, "group_id": group_id, "list": [message_info(m, group_id) for m in kept],
                 "page_index": page_index, "page_size": page_size, "total": total,
                 "truncated": len(kept) < len(messages)}
 

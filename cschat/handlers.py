@@ -49,6 +49,9 @@ _APIS = {
     p.GUEST_TYPING: ("guest", "guest_typing"),
 }
 _LOGINS = {p.AGENT_LOGIN: "agent", p.GUEST_LOGIN: "guest"}
+# Sends answer after their commit, on the hot path; the pushes they cause go to
+# other connections (R21), so they need not hold this connection's pushes back.
+_SENDS = (p.AGENT_SEND, p.GUEST_SEND)
 _CALL_TYPES = {"agent": p.AGENT, "guest": p.GUEST}
 INTERNAL_ERROR = -10000
 CLOSE_POLICY = 1008  # RFC 6455: the peer broke a rule (too slow, too many connections)
@@ -78,6 +81,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.session: Session | None = None
         self.logging_in = False
         self.held: list[str] | None = None
+        self.holding = 0  # requests whose answers must go out before held pushes
         self.bucket = TokenBucket(chat["rate_limit"], 2 * chat["rate_limit"])
         self.identity_bucket: TokenBucket | None = None
         self.opened = self.last_frame = time.monotonic()
@@ -157,9 +161,13 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if api_key not in _APIS:
             raise ApiError(p.UNKNOWN_API, "unknown api_key")
         role, method = _APIS[api_key]
-        if call_type != _CALL_TYPES[self.session.role] or role != self.session.role:
+        # A request may leave call_type out: it is the connection's (R3).
+        if call_type not in (None, _CALL_TYPES[self.session.role]) or role != self.session.role:
             raise ApiError(p.CALL_TYPE_MISMATCH, "call_type does not match this connection")
-        self._answer(api_key, seq, getattr(self.chat, method)(self.session, frame))
+        hold = api_key not in _SENDS
+        if hold:
+            self._hold()
+        self._answer(api_key, seq, getattr(self.chat, method)(self.session, frame), hold)
 
     def _within_rates(self) -> bool:
         """Take a token from this socket's, its address's and its identity's buckets."""
@@ -173,11 +181,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.session is not None or self.logging_in:
             raise ApiError(p.BAD_PARAMETER, "this connection is already logged in")
         self.logging_in = True
-        # Pushes published while the login is under way wait until its answer is sent.
-        self.held = []
+        self._hold()
         login = self.chat.agent_login if role == "agent" else self.chat.guest_login
-        self._answer(api_key, seq, self._finish_login(login(self.ix, self, frame)),
-                     release_held=True)
+        self._answer(api_key, seq, self._finish_login(login(self.ix, self, frame)), True)
 
     async def _finish_login(self, login: Awaitable) -> dict:
         try:
@@ -190,6 +196,13 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.identity_bucket = self.server.identity_buckets.acquire(self._who())
         log.info("login ix=%s role=%s id=%s", self.ix, *self._who())
         return data
+
+    def _hold(self) -> None:
+        """Keep pushes for this connection back until the answers of the requests under
+        way are sent, so that a client pairing by api_key sees its answer first (R4)."""
+        if self.held is None:
+            self.held = []
+        self.holding += 1
 
     def _answer(self, api_key: int, seq: Any, result: Awaitable[dict],
                 release_held: bool = False) -> None:
@@ -216,7 +229,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             log.error("request %s failed ix=%s", api_key, self.ix, exc_info=error)
             self._reply(api_key, seq, code=INTERNAL_ERROR, message="internal error")
         if release_held:
-            self._release_held()
+            self.holding -= 1
+            if not self.holding:
+                self._release_held()
 
     def _reply(self, api_key: Any, seq: Any, data: dict | None = None, code: int = 200,
                message: str = "") -> None:
@@ -278,6 +293,17 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     @staticmethod
     def _identity(session: Session) -> tuple[str, int]:
         return session.role, (session.admin_id if session.role == "agent" else session.gid)
+
+
+class RootSocket(ChatSocket):
+    """``GET /``: a WebSocket upgrade is served as ``/ws`` is (the sheet's servers listen
+    on any path); a plain request goes to the console."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self.redirect("/console/")
+            return
+        await super().get(*args, **kwargs)
 
 
 def _decode(raw: str | bytes) -> tuple[dict | None, int, str]:

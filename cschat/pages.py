@@ -94,7 +94,6 @@ class NoFaviconHandler(tornado.web.RequestHandler):
 def routes(server: Server, demo_group: int | None) -> list[tuple]:
     context = {"server": server}
     pages = [
-        (r"/", tornado.web.RedirectHandler, {"url": "/console/"}),
         (r"/console", tornado.web.RedirectHandler, {"url": "/console/"}),
         (r"/console/", PageHandler, {**context, "page": "console/index.html"}),
         (r"/widget", tornado.web.RedirectHandler, {"url": "/widget/"}),

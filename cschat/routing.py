@@ -23,6 +23,7 @@ class Agent:
     account_enabled: bool = True
     token_version: int = 0
     connections: int = 0
+    ixs: list[str] = dataclasses.field(default_factory=list)  # live connections, oldest first
     in_grace: bool = False
     suspended: bool = False
     idle_since: float = 0.0
@@ -53,7 +54,7 @@ class Agent:
         """agent_info of PROTOCOL §3."""
         return {"aix": self.admin_id, "admin_id": self.admin_id, "name": self.name,
                 "avatar": self.avatar, "group_id": self.group_id, "status": self.status,
-                "load": self.load}
+                "load": self.load, "ix": self.ixs[-1] if self.ixs else ""}
 
 
 @dataclasses.dataclass(eq=False)

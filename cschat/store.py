@@ -143,17 +143,21 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         """CREATE INDEX files_by_uploader ON files (uploader, uploader_id, created_at)""",
         lambda conn: _heal_non_finite_cards(conn),
     ],
+    [
+        # What a system message records, as JSON with a machine code ({"event":
+        # "transfer", ...}), so clients can show it in the reader's language.
+        """ALTER TABLE messages ADD COLUMN event TEXT""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_MESSAGE_COLUMNS = "m.id, m.gid, m.sender, m.admin_id, m.file_type, m.body, m.client_msg_id, " \
-                   "m.created_at"
+_MESSAGE_FIELDS = ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
+                   "created_at", "event")
+_MESSAGE_COLUMNS = ", ".join(f"m.{c}" for c in _MESSAGE_FIELDS)
 _GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.assigned_aix, " \
                  "g.last_aix, g.queued_at, g.last_message_id, g.message_count, g.agent_read_id, " \
                  "g.guest_read_id, g.unread_by_agent, g.unread_by_guest"
-_LAST_MESSAGE_COLUMNS = ", ".join(
-    f"lm.{c} AS lm_{c}" for c in
-    ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id", "created_at"))
+_LAST_MESSAGE_COLUMNS = ", ".join(f"lm.{c} AS lm_{c}" for c in _MESSAGE_FIELDS)
 
 
 # What a new message changes on its conversation besides the counters every message moves.
@@ -197,8 +201,7 @@ def now_ms() -> int:
 def _message(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix: str = "") -> dict:
     """A message row as a dict, with ``read`` worked out from the read pointers."""
     message = {key: row[prefix + key] for key in
-               ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
-                "created_at")}
+               _MESSAGE_FIELDS}
     pointer = agent_read_id if message["sender"] == "guest" else guest_read_id
     message["read"] = message["id"] <= pointer
     return message
@@ -656,7 +659,8 @@ class Store:
 
     def add_message(self, gid: int, sender: str, admin_id: int | None, file_type: int,
                     body: str, client_msg_id: str | None,
-                    attachment: Attachment | None = None) -> asyncio.Future:
+                    attachment: Attachment | None = None,
+                    event: str | None = None) -> asyncio.Future:
         """Queue a message for the next commit (PROTOCOL R20, R21).
 
         The future resolves to ``(message, created)``: the stored message as a
@@ -679,16 +683,17 @@ class Store:
             created_at = now_ms()
             cursor = conn.execute(
                 "INSERT INTO messages (gid, sender, admin_id, file_type, body, client_msg_id, "
-                "created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "created_at, event, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
                 "(SELECT message_count + 1 FROM guests WHERE gid = ?))",
-                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, gid))
+                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, event,
+                 gid))
             conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
                 f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ?",
                 (cursor.lastrowid, created_at, gid))
             return {"id": cursor.lastrowid, "gid": gid, "sender": sender, "admin_id": admin_id,
                     "file_type": file_type, "body": stored_body, "client_msg_id": client_msg_id,
-                    "created_at": created_at, "read": False}, True
+                    "created_at": created_at, "event": event, "read": False}, True
         return self.write(unit)
 
     async def mark_read(self, gid: int, reader: str) -> int:

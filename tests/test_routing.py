@@ -556,9 +556,6 @@ async def test_transfer_errors(cschat_server):
     gid = gid_of(guest)
     await guest.push(22401)
     offline = await h.agent(group, "Off")
-    suspended = await h.agent(group, "Sus")
-    cs = await h.agent_client(suspended)
-    await cs.ok(32500, status=1)
     other_group = await h.group("Other")
     stranger = await h.agent(other_group, "Stranger")
     await h.agent_client(stranger)
@@ -568,7 +565,7 @@ async def test_transfer_errors(cschat_server):
     assert_error(await ca.call(32400, aix=b), -32403)
     assert_error(await ca.call(32400, gid="abc", aix=b), -32403)
     assert_error(await ca.call(32400, gid=gid), -32404)
-    for target in (offline, suspended, stranger, 999999):
+    for target in (offline, stranger, 999999):
         reply = await ca.call(32400, gid=gid, aix=target)
         assert reply["code"] == -32405, (target, reply)
         assert_error(reply, -32405)

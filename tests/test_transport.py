@@ -420,10 +420,12 @@ async def test_call_type_mismatch_after_login(cschat_server):
     assert_error_shape(await agent.call(32000, call_type=1), -10003)
     assert_error_shape(await agent.call(22300, call_type=1, msg="x"), -10003)
     assert_error_shape(await agent.call(22300, call_type=3, msg="x"), -10003)
-    # missing call_type
-    agent.send_raw(json.dumps({"api_key": 32000, "seq": "nc"}))
-    assert_error_shape(await agent.response("nc"), -10003)
     assert h.db("SELECT COUNT(*) FROM messages")[0][0] == 0
+    # PROTOCOL R3 (the sheet): a missing call_type is the connection's role's
+    agent.send_raw(json.dumps({"api_key": 32000, "seq": "nc"}))
+    assert (await agent.response("nc"))["code"] == 200
+    guest.send_raw(json.dumps({"api_key": 32000, "seq": "nc"}))
+    assert_error_shape(await guest.response("nc"), -10003)
     await agent.ok(32000)
     await guest.ok(22100)
 
@@ -483,7 +485,7 @@ async def test_bad_parameters_get_api_code_or_10004(cschat_server):
     assert_error_shape(await agent.call(32600, gid="abc"), -10004)
     assert_error_shape(await guest.call(22300, msg="x", file_type=9), -22303)
     assert_error_shape(await guest.call(22300, msg="x", file_type=-1), -22303)
-    assert_error_shape(await guest.call(22300, msg=12345), -22303)
+    assert_error_shape(await guest.call(22300, msg=[12345]), -22303)
     assert_error_shape(await guest.call(22100, page_size=0), -10004)
     assert_error_shape(await guest.call(22100, before_id="abc"), -10004)
     assert_error_shape(await guest.call(22300, msg="x", client_msg_id={"a": 1}), -10004)

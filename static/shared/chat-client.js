@@ -163,7 +163,7 @@ export class ChatClient {
     this._attempt = 0;
     this._everOnline = true;
     this.loginData = data;
-    // A server with a short heartbeat_timeout says how often to beat (R6).
+    // How often to beat (R6)
     const every = Math.min(HEARTBEAT_MS, (data.heartbeat_interval || Infinity) * 1000);
     if (every < HEARTBEAT_MS) {
       clearInterval(this._beat);

@@ -12,6 +12,8 @@ addCatalog({
     "render.amount": "Amount", "render.status": "Status", "render.open": "Open",
     "render.read": "Read", "render.sent": "Sent", "render.sending": "Sending…", "render.failed": "Not sent",
     "render.unsupported": "[unsupported message]",
+    "system.transfer": "{from_name} transferred the conversation to {to_name}",
+    "system.end": "{by_name} ended the conversation",
   },
   "zh-CN": {
     "render.image": "图片", "render.voice": "语音消息", "render.video": "视频", "render.file": "文件",
@@ -19,6 +21,7 @@ addCatalog({
     "render.amount": "金额", "render.status": "状态", "render.open": "查看",
     "render.read": "已读", "render.sent": "已发送", "render.sending": "发送中…", "render.failed": "发送失败",
     "render.unsupported": "[不支持的消息]",
+    "system.transfer": "{from_name} 将会话转接给了 {to_name}", "system.end": "{by_name} 结束了会话",
   },
 });
 
@@ -204,7 +207,10 @@ export function renderMessage(m, opts = {}) {
   if (m.id) row.dataset.id = m.id;
   if (m.client_msg_id) row.dataset.cid = m.client_msg_id;
   if (system) {
-    const box = el("div", "cs-system", null, renderContent(m));
+    // The event in the reader's language
+    const key = m.event && "system." + m.event.event;
+    const box = el("div", "cs-system", null,
+      renderContent(key && t(key) !== key ? { ...m, msg: t(key, m.event) } : m));
     box.title = formatTime(m.created_at);
     row.append(box);
     return row;
