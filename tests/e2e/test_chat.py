@@ -135,6 +135,11 @@ def test_agent_transfers_to_a_second_agent(demo, new_page):
     expect(bob.message(reply)).to_be_visible()
     expect(alice.message(reply)).to_have_count(0)
 
+    # PROTOCOL §3 message_info event: the note is shown in the reader's language.
+    bob.page.locator(".lang-switch:visible").click()
+    expect(bob.message("Alice 将会话转接给了 Bob")).to_have_count(1)
+    expect(bob.message(note)).to_have_count(0)
+
 
 def test_markup_in_messages_is_shown_as_text(demo, new_page):
     alice, visitor, gid = chat(demo, new_page)
