@@ -746,8 +746,7 @@ class ChatService:
     async def _reload_directory(self) -> None:
         """Take in agents and groups; end the sessions of what was disabled (R7), and of
         agents whose tokens were revoked (a new password, "sign out everywhere")."""
-        version = await self.store.directory_version()
-        groups, agents = await self.store.directory()
+        version, groups, agents = await self.store.directory()
         # Everything below happens in one step: logins check this state right
         # before they register, so none can slip in between.
         self._directory_version = version

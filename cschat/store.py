@@ -542,10 +542,7 @@ class Store:
     async def directory_version(self) -> int:
         """A number that changes whenever a group or an agent is added, enabled or disabled,
         or an agent's tokens are revoked."""
-        def query(conn):
-            row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
-            return int(row["value"]) if row else 0
-        return await self.read(query)
+        return await self.read(_directory_version)
 
     async def secret(self) -> str:
         """The token secret kept in the database, created on first use."""
@@ -612,13 +609,15 @@ class Store:
             params = list(gids)
             where = f"gid IN ({','.join('?' * len(params))})"
         return await self.read(lambda conn: [dict(row) for row in conn.execute(
-            "SELECT gid, group_id, assigned_aix, last_aix, queued_at, engaged, unread_by_agent "
+            "SELECT gid, group_id, assigned_aix, last_aix, queued_at, engaged "
             f"FROM guests WHERE {where} ORDER BY queued_at, gid", params)])
 
-    async def directory(self) -> tuple[list[dict], list[dict]]:
-        """``(groups, agents)``: what the server keeps in memory of every group and agent."""
+    async def directory(self) -> tuple[int, list[dict], list[dict]]:
+        """``(directory_version, groups, agents)`` as of one moment: what the server keeps in
+        memory of every group and agent."""
         def query(conn):
-            return ([dict(row) for row in conn.execute("SELECT id, enabled FROM groups")],
+            return (_directory_version(conn),
+                    [dict(row) for row in conn.execute("SELECT id, enabled FROM groups")],
                     [dict(row) for row in conn.execute(
                         "SELECT id, group_id, name, avatar, enabled, token_version, suspended "
                         "FROM agents ORDER BY id")])
@@ -861,6 +860,11 @@ def _claim_file(conn: sqlite3.Connection, attachment: Attachment) -> str:
 def _one(cursor: sqlite3.Cursor) -> dict | None:
     row = cursor.fetchone()
     return dict(row) if row is not None else None
+
+
+def _directory_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
+    return int(row["value"]) if row else 0
 
 
 def _bump_directory(conn: sqlite3.Connection) -> None:
