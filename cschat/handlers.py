@@ -214,8 +214,15 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _send_answer(self, api_key: int, seq: Any, release_held: bool,
                      outcome: asyncio.Future) -> None:
-        if outcome.cancelled():
-            return
+        if not outcome.cancelled():
+            self._reply_with(api_key, seq, outcome)
+        if release_held:  # even for a request cut short: held pushes must not stay held
+            self.holding -= 1
+            if not self.holding:
+                self._release_held()
+
+    def _reply_with(self, api_key: int, seq: Any, outcome: asyncio.Future) -> None:
+        """Answer with a settled request's data, or the code of the error it raised."""
         error = outcome.exception()
         if error is None:
             self._reply(api_key, seq, outcome.result())
@@ -228,10 +235,6 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         else:
             log.error("request %s failed ix=%s", api_key, self.ix, exc_info=error)
             self._reply(api_key, seq, code=INTERNAL_ERROR, message="internal error")
-        if release_held:
-            self.holding -= 1
-            if not self.holding:
-                self._release_held()
 
     def _reply(self, api_key: Any, seq: Any, data: dict | None = None, code: int = 200,
                message: str = "") -> None:
