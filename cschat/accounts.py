@@ -224,6 +224,10 @@ class Accounts:
                 agent["id"], stored, await self._password_work(hash_password, password))
         return agent
 
+    async def hash_new_password(self, password: str) -> str:
+        """A hash of ``password``, made by the password workers (off the loop)."""
+        return await self._password_work(hash_password, password)
+
     def _password_work(self, work: Callable, *args: Any) -> asyncio.Future:
         return asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 

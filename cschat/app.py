@@ -13,6 +13,8 @@ import tornado.web
 
 from cschat import handlers, pages
 from cschat.accounts import Accounts
+from cschat.admin import handlers as admin_handlers
+from cschat.admin.service import AdminService
 from cschat.auth import Tokens
 from cschat.broker import MemoryBroker
 from cschat.chat import ChatService
@@ -20,6 +22,8 @@ from cschat.limits import ConnectionCounter, SharedBuckets
 from cschat.listener import GuardedHTTPServer, raise_file_limit
 from cschat.logs import log_request
 from cschat.media_handlers import FileHandler, UploadHandler
+from cschat.metrics import Metrics, MetricsHandler, snapshot_of
+from cschat.outbox.webhooks import webhook_worker
 from cschat.settings import Settings
 from cschat.store import Store
 from cschat.uploads import Uploads
@@ -77,8 +81,14 @@ class Server:
         self.tokens = await make_tokens(self.settings, self.store)
         self.accounts = Accounts(self.store, self.tokens, self.settings.auth)
         self.broker = MemoryBroker()
-        self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat)
+        self.metrics = Metrics(lambda: snapshot_of(self))
+        self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat,
+                                self.metrics)
         await self.chat.start()
+        self.admin = AdminService(self.store, self.chat, self.accounts, self.settings)
+        self.webhooks, self._webhook_sender = webhook_worker(
+            self.store, self.settings.webhooks, self.metrics.webhook_delivery)
+        self.webhooks.start()
         raise_file_limit()
         server = self.settings.server
         self._http = GuardedHTTPServer(
@@ -106,8 +116,10 @@ class Server:
                 (r"/api/login", handlers.LoginHandler, context),
                 (r"/api/visitor", handlers.VisitorHandler, context),
                 (r"/healthz", handlers.HealthHandler, context),
+                (r"/metrics", MetricsHandler, context),
                 (r"/api/upload", UploadHandler, context),
                 (r"/files/([^/]+)(/thumb)?", FileHandler, context),
+                *admin_handlers.routes(self),
                 *pages.routes(self, self.demo_group),
             ],
             websocket_max_message_size=chat["max_frame_bytes"],
@@ -159,6 +171,8 @@ class Server:
         while (self.sockets or self._tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await self.chat.stop()
+        await self.webhooks.stop()
+        self._webhook_sender.close()
         self.accounts.close()
         if self._http is not None:
             await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_SECONDS)

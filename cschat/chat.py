@@ -25,9 +25,11 @@ from cschat import protocol as p
 from cschat.auth import TokenError, Tokens, WrongRole
 from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel, guest_channel
 from cschat.messages import message_info, parse_message
+from cschat.metrics import Metrics
 from cschat.protocol import ApiError
 from cschat.routing import OFFLINE, Agent, Conversation, Routing
 from cschat.store import Attachment, FileRefused, Store, now_ms
+from cschat.store.conversations import ENDED_BY_AGENT, ROUTED, TRANSFERRED
 
 log = logging.getLogger("cschat.chat")
 
@@ -100,8 +102,10 @@ def new_ix() -> str:
 class ChatService:
     """Presence, routing and messaging of one server. Start with :meth:`start`."""
 
-    def __init__(self, store: Store, broker: MemoryBroker, tokens: Tokens, chat_settings: dict):
+    def __init__(self, store: Store, broker: MemoryBroker, tokens: Tokens, chat_settings: dict,
+                 metrics: Metrics):
         self.store = store
+        self.metrics = metrics
         self.broker = broker
         self.tokens = tokens
         self.settings = chat_settings
@@ -222,7 +226,7 @@ class ChatService:
         # admin_id and group_id are not in the sheet; a console signed in by a
         # shop's token has no other way to learn who it is.
         return session, {"ix": ix, "admin_id": agent.admin_id, "group_id": agent.group_id,
-                         "admin_list": admin_list, "guest_list": guest_list,
+                         "role": agent.role, "admin_list": admin_list, "guest_list": guest_list,
                          "is_refresh": is_refresh, "refresh_token": refresh_token,
                          "heartbeat_interval": self.heartbeat_interval}
 
@@ -307,6 +311,7 @@ class ChatService:
                     created: bool) -> dict:
         info = message_info(message, conversation.group_id)
         if created:
+            self.metrics.message("agent")
             self.broker.publish(guest_channel(conversation.gid),
                                 p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}))
             self.broker.publish(agent_channel(session.admin_id),
@@ -334,7 +339,8 @@ class ChatService:
             conversation, me, f"{me.name} transferred the conversation to {target.name}",
             {"event": "transfer", "from": me.admin_id, "from_name": me.name,
              "to": aix, "to_name": target.name})
-        snapshots, recorded = await asyncio.gather(self._save_routing([conversation]), note)
+        snapshots, recorded = await asyncio.gather(
+            self._save_routing([conversation], cause=TRANSFERRED), note)
         guest_info, recs = self._assignment(conversation, snapshots[gid])
         self.broker.publish(agent_channel(aix), p.push(p.PUSH_ASSIGNED,
             {"gid": gid, "guest_info": guest_info, "recs": recs, "from_aix": me.admin_id}))
@@ -395,9 +401,10 @@ class ChatService:
             raise ApiError(-32702, "the guest is not assigned to you")
         me = self._agent(session)
         self.routing.release(conversation)
-        await asyncio.gather(self._save_routing([conversation], 0), self._system_message(
-            conversation, me, f"{me.name} ended the conversation",
-            {"event": "end", "by": me.admin_id, "by_name": me.name}))
+        await asyncio.gather(
+            self._save_routing([conversation], 0, ENDED_BY_AGENT),
+            self._system_message(conversation, me, f"{me.name} ended the conversation",
+                                 {"event": "end", "by": me.admin_id, "by_name": me.name}))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_ENDED, {"aix": me.admin_id}))
         self._spawn(self._drain_queue(session.group_id))
@@ -533,6 +540,7 @@ class ChatService:
                 conversation:
             self.routing.engage(conversation)
         if created:
+            self.metrics.message("guest")
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:
                 self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_MESSAGE,
@@ -583,8 +591,8 @@ class ChatService:
     async def _save_and_announce(self, conversations: list[Conversation]) -> None:
         self._announce(conversations, await self._save_routing(conversations))
 
-    def _save_routing(self, conversations: list[Conversation],
-                      recent: int = RECENT_MESSAGES) -> asyncio.Future:
+    def _save_routing(self, conversations: list[Conversation], recent: int = RECENT_MESSAGES,
+                      cause: str = ROUTED) -> asyncio.Future:
         """Commit the routing state of ``conversations`` (see :meth:`Store.save_routing`).
 
         Routing decides in memory first, so that no await splits a decision
@@ -593,7 +601,7 @@ class ChatService:
         memory and database never disagree for long.
         """
         rows = [c.row() for c in conversations]
-        saved = self.store.save_routing(rows, recent)
+        saved = self.store.save_routing(rows, recent, cause)
 
         def undo_if_failed(future: asyncio.Future) -> None:
             if not future.cancelled() and future.exception() is not None:
@@ -654,6 +662,7 @@ class ChatService:
 
         async def publish() -> dict:
             message, _ = await stored
+            self.metrics.message("system")
             info = message_info(message, conversation.group_id)
             self.broker.publish(guest_channel(conversation.gid),
                                 p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}))
@@ -721,16 +730,18 @@ class ChatService:
         again first, so an agent the CLI just added or enabled need not wait for the poll."""
         agent = self.routing.agents.get(admin_id)
         if agent is None or not agent.enabled:
-            await self._refresh_directory()
+            await self.refresh_directory()
         return self.routing.agents.get(admin_id)
 
     async def _group_enabled(self, group_id: int) -> bool:
         """Whether ``group_id`` exists and is enabled (looked up again as for agents)."""
         if not self.routing.groups.get(group_id, False):
-            await self._refresh_directory()
+            await self.refresh_directory()
         return self.routing.groups.get(group_id, False)
 
-    async def _refresh_directory(self) -> None:
+    async def refresh_directory(self) -> None:
+        """Take in changes to groups and agents now, if there are any; the admin API calls
+        this after each change so that it takes effect at once."""
         if await self.store.directory_version() != self._directory_version:
             await self._reload_directory()
 
@@ -739,7 +750,7 @@ class ChatService:
         while True:
             await asyncio.sleep(DIRECTORY_POLL_SECONDS)
             try:
-                await self._refresh_directory()
+                await self.refresh_directory()
             except Exception:  # noqa: BLE001 - keep polling; the next round may succeed
                 log.exception("reloading agents and groups failed")
 
@@ -763,6 +774,7 @@ class ChatService:
             agent.enabled = agent.account_enabled and self.routing.groups.get(agent.group_id,
                                                                               False)
             agent.token_version = row["token_version"]
+            agent.role = row["role"]
             if agent.connections and (not agent.enabled or revoked):
                 self.broker.end_sessions(agent_channel(agent.admin_id), p.session_ended(
                     p.AGENT_LOGIN, "signed out" if agent.enabled else "agent or group disabled"))

@@ -25,6 +25,8 @@ from cschat.demo import Demo, prepare_demo, retire_demo
 from cschat.settings import ConfigError, Settings, load_settings
 from cschat.store import Store, StoreError
 
+ROLES = ("agent", "admin")
+
 
 class CommandError(Exception):
     """A command that cannot be carried out; its message is shown to the user."""
@@ -67,7 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--username", metavar="U")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input (a prompt on a terminal)")
+    add.add_argument("--role", choices=ROLES, default="agent",
+                     help="an admin may also manage the installation from the console")
     command(agent, "list", _agent_list, "list agents")
+    role = command(agent, "role", _agent_role, "make an agent an admin, or an agent again")
+    role.add_argument("id", type=int)
+    role.add_argument("role", choices=ROLES)
     for action, enabled in (("disable", False), ("enable", True)):
         command(agent, action, _agent_enable(enabled), f"{action} an agent").add_argument(
             "id", type=int)
@@ -212,14 +219,18 @@ def _agent_add(settings: Settings, args: argparse.Namespace) -> None:
         raise CommandError("--avatar must be an http(s) URL")
     password_hash = hash_password(_read_password(settings)) if args.password_stdin else None
     print(_in_store(settings, lambda store: store.add_agent(
-        args.group, name, args.avatar, args.username, password_hash)))
+        args.group, name, args.avatar, args.username, password_hash, args.role)))
 
 
 def _agent_list(settings: Settings, args: argparse.Namespace) -> None:
     for agent in _in_store(settings, lambda store: store.list_agents()):
         state = "enabled" if agent["enabled"] else "disabled"
-        print(f"{agent['id']}\t{agent['group_id']}\t{state}\t{agent['username'] or '-'}\t"
-              f"{agent['name']}")
+        print(f"{agent['admin_id']}\t{agent['group_id']}\t{state}\t{agent['role']}\t"
+              f"{agent['username'] or '-'}\t{agent['name']}")
+
+
+def _agent_role(settings: Settings, args: argparse.Namespace) -> None:
+    _in_store(settings, lambda store: store.update_agent(args.id, {"role": args.role}))
 
 
 def _agent_enable(enabled: bool) -> Callable:

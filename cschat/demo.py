@@ -11,9 +11,10 @@ import json
 import secrets
 
 from cschat.auth import hash_password
-from cschat.store import Store, StoreError
+from cschat.store import DEMO, Conflict, Store
 
-DEMO_AGENTS = (("Alice", "alice"), ("Bob", "bob"))
+# (name, username, role): Alice may also manage the installation (the console's Settings).
+DEMO_AGENTS = (("Alice", "alice", "admin"), ("Bob", "bob", "agent"))
 
 
 @dataclasses.dataclass
@@ -30,28 +31,31 @@ async def prepare_demo(store: Store) -> Demo:
     """
     group = await store.meta("demo_group")
     if group is None or await store.group(int(group)) is None:
-        group_id = await store.add_group("Demo shop")
+        group_id = await store.add_group("Demo shop", DEMO)
         agents = []
-        for name, username in DEMO_AGENTS:
+        for name, username, role in DEMO_AGENTS:
             try:
-                agents.append(await store.add_agent(group_id, name, "", username, None))
-            except StoreError:  # the username belongs to a real agent already
+                agents.append(await store.add_agent(group_id, name, "", username, None, role,
+                                                    DEMO))
+            except Conflict:  # the username belongs to a real agent already
                 agents.append(await store.add_agent(
-                    group_id, name, "", f"{username}-demo{group_id}", None))
+                    group_id, name, "", f"{username}-demo{group_id}", None, role, DEMO))
         await store.set_meta("demo_agents", json.dumps(agents))
         await store.set_meta("demo_group", str(group_id))
     else:
         group_id = int(group)
-    await store.set_group_enabled(group_id, True)
+    await store.set_group_enabled(group_id, True, DEMO)
     credentials = []
-    listed = {a["id"]: a for a in await store.list_agents()}
-    for admin_id in json.loads(await store.meta("demo_agents") or "[]"):
+    listed = {a["admin_id"]: a for a in await store.list_agents()}
+    demo_agents = json.loads(await store.meta("demo_agents") or "[]")
+    for admin_id, (_, _, role) in zip(demo_agents, DEMO_AGENTS, strict=False):
         if admin_id in listed:
             password = secrets.token_urlsafe(9)
             # A demo restarted with --demo keeps its consoles signed in (only the
             # printed passwords are new); a run without --demo revokes them.
-            await store.set_agent_password(admin_id, hash_password(password), revoke=False)
-            await store.set_agent_enabled(admin_id, True)
+            await store.set_agent_password(admin_id, hash_password(password), revoke=False,
+                                           actor=DEMO)
+            await store.update_agent(admin_id, {"enabled": 1, "role": role}, DEMO)
             credentials.append((listed[admin_id]["username"], password))
     return Demo(group_id, credentials)
 

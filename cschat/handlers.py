@@ -122,6 +122,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def on_message(self, raw: str | bytes) -> None:
         self.last_frame = time.monotonic()
+        self.server.metrics.frame_in()
         frame, code, problem = _decode(raw)
         if not self._within_rates():  # every frame counts, even one that is not JSON (R9)
             api_key, seq = (frame.get("api_key", 0), frame.get("seq", p.NO_SEQ)) if frame \
@@ -167,7 +168,14 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         hold = api_key not in _SENDS
         if hold:
             self._hold()
-        self._answer(api_key, seq, getattr(self.chat, method)(self.session, frame), hold)
+        result = getattr(self.chat, method)(self.session, frame)
+        if not hold:  # a send: its future settles once the message is committed (R20)
+            result.add_done_callback(functools.partial(self._acked, self.last_frame))
+        self._answer(api_key, seq, result, hold)
+
+    def _acked(self, arrived: float, stored: asyncio.Future) -> None:
+        if not stored.cancelled() and stored.exception() is None:
+            self.server.metrics.ack_latency(time.monotonic() - arrived)
 
     def _within_rates(self) -> bool:
         """Take a token from this socket's, its address's and its identity's buckets."""
@@ -195,6 +203,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             return data
         self.identity_bucket = self.server.identity_buckets.acquire(self._who())
         log.info("login ix=%s role=%s id=%s", self.ix, *self._who())
+        self.server.metrics.login(self.session.role)
         return data
 
     def _hold(self) -> None:
@@ -264,6 +273,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             written = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             return
+        self.server.metrics.frame_out()
         self.queued_bytes += size
         written.add_done_callback(functools.partial(self._sent, size))
 

@@ -196,6 +196,7 @@ class UploadHandler(JsonHandler):
         except UploadRefused as refused:
             self._answer_refusal(refused)
             return
+        self.server.metrics.upload(data["size"])
         self.answer(200, data=data)
 
     async def _type_file(self) -> None:

@@ -22,6 +22,7 @@ class Agent:
     enabled: bool = True  # the agent's account and its group are both enabled
     account_enabled: bool = True
     token_version: int = 0
+    role: str = "agent"  # or "admin"; as the database had it at the last reload
     connections: int = 0
     ixs: list[str] = dataclasses.field(default_factory=list)  # live connections, oldest first
     in_grace: bool = False

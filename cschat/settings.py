@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,18 @@ def _mime_list(text: str) -> tuple[str, ...]:
         if mime.count("/") != 1 or " " in mime:
             raise ValueError(f"a MIME type looks like image/png, got {mime!r}")
     return types
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in (part.strip() for part in text.split(",")):
+        if part:
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"an address or network looks like 127.0.0.1 or 10.0.0.0/8, "
+                                 f"got {part!r}") from None
+    return tuple(networks)
 
 
 def _optional_seconds(text: str) -> int | None:
@@ -253,6 +266,28 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "3600", _integer(1),
             "Seconds before a guest's upload no message uses is deleted; below 3600 the "
             "hourly quotas forget what was deleted."),
+    },
+    "webhooks": {
+        "timeout": Setting(
+            "10", _integer(1, 300),
+            "Seconds a receiver has to answer a delivery; a slower answer counts as a failure."),
+        "first_retry": Setting(
+            "10", _integer(1), "Seconds before the first retry of a failed delivery."),
+        "max_retry_interval": Setting(
+            "3600", _integer(1), "Longest wait between two retries; each failure doubles it."),
+        "give_up_after": Setting(
+            "172800", _integer(86400),
+            "Seconds after an event that its delivery stops being retried (at least a day)."),
+        "keep_days": Setting(
+            "7", _integer(1), "Days a delivered or failed event is kept for the admin screens."),
+        "concurrency": Setting(
+            "8", _integer(1, 256), "Deliveries under way at once, over all webhooks."),
+    },
+    "metrics": {
+        "enabled": Setting("false", _boolean, "Serve GET /metrics in Prometheus text format."),
+        "allow": Setting(
+            "127.0.0.1, ::1", _networks,
+            "Comma list of client addresses or networks (CIDR) that may read /metrics."),
     },
 }
 

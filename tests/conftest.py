@@ -285,8 +285,9 @@ class Harness:
         return await self.server.store.add_group(name)
 
     async def agent(self, group_id: int, name: str = "Agent", username: str | None = None,
-                    password_hash: str | None = None) -> int:
-        admin_id = await self.server.store.add_agent(group_id, name, "", username, password_hash)
+                    password_hash: str | None = None, role: str = "agent") -> int:
+        admin_id = await self.server.store.add_agent(group_id, name, "", username, password_hash,
+                                                     role)
         await self.server.chat._reload_directory()
         return admin_id
 

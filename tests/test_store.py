@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from cschat import store as store_module
 from cschat.store import SCHEMA_VERSION, Store
+from cschat.store import schema as store_module
 
 
 def schema_2_database(path) -> None:

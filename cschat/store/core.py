@@ -1,4 +1,4 @@
-"""The storage seam: every SQL statement of cschat lives in this module.
+"""The store's connections, its one write path, and the chat's own queries.
 
 SQLite in WAL mode, through two aiosqlite connections, each with its own
 thread:
@@ -31,6 +31,13 @@ from typing import Any
 import aiosqlite
 
 from cschat.logs import ThrottledLog
+from cschat.store.conversations import ROUTED, record_message, record_routing
+from cschat.store.directory import DirectoryQueries
+from cschat.store.errors import FileRefused, StorageUnavailable, StoreError
+from cschat.store.outbox import OutboxQueries
+from cschat.store.reports import ReportQueries
+from cschat.store.schema import migrate
+from cschat.store.util import now_ms, one
 
 log = logging.getLogger("cschat.store")
 
@@ -40,116 +47,6 @@ _CHECKPOINT_WAIT_MS = 200
 _PROBE_BYTES = 256 * 1024
 CHECKPOINT_SECONDS = 1.0
 
-# A step is an SQL statement or a function of the connection.
-_MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
-    [
-        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
-        """CREATE TABLE groups (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            enabled INTEGER NOT NULL DEFAULT 1,
-            created_at INTEGER NOT NULL)""",
-        """CREATE TABLE agents (
-            id INTEGER PRIMARY KEY,
-            group_id INTEGER NOT NULL REFERENCES groups(id),
-            name TEXT NOT NULL,
-            avatar TEXT NOT NULL DEFAULT '',
-            username TEXT UNIQUE,
-            password_hash TEXT,
-            enabled INTEGER NOT NULL DEFAULT 1,
-            created_at INTEGER NOT NULL)""",
-        # A guest has exactly one conversation (with its group), so the
-        # conversation's state lives on the guest's row.
-        """CREATE TABLE guests (
-            gid INTEGER PRIMARY KEY,
-            group_id INTEGER NOT NULL REFERENCES groups(id),
-            uid TEXT NOT NULL,
-            name TEXT NOT NULL DEFAULT '',
-            avatar TEXT NOT NULL DEFAULT '',
-            created_at INTEGER NOT NULL,
-            updated_at INTEGER NOT NULL,
-            assigned_aix INTEGER,
-            last_aix INTEGER,
-            queued_at INTEGER,
-            last_message_id INTEGER,
-            message_count INTEGER NOT NULL DEFAULT 0,
-            agent_read_id INTEGER NOT NULL DEFAULT 0,
-            guest_read_id INTEGER NOT NULL DEFAULT 0,
-            unread_by_agent INTEGER NOT NULL DEFAULT 0,
-            unread_by_guest INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (group_id, uid))""",
-        """CREATE INDEX guests_by_agent ON guests (assigned_aix, updated_at)
-            WHERE assigned_aix IS NOT NULL""",
-        """CREATE INDEX guests_queued ON guests (group_id, queued_at)
-            WHERE queued_at IS NOT NULL""",
-        # AUTOINCREMENT: ids are never reused, so after_id cursors stay valid.
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            gid INTEGER NOT NULL REFERENCES guests(gid),
-            sender TEXT NOT NULL CHECK (sender IN ('guest', 'agent', 'system')),
-            admin_id INTEGER,
-            file_type INTEGER NOT NULL,
-            body TEXT NOT NULL,
-            client_msg_id TEXT,
-            created_at INTEGER NOT NULL)""",
-        """CREATE INDEX messages_by_conversation ON messages (gid, id)""",
-        """CREATE UNIQUE INDEX messages_guest_client_id ON messages (gid, client_msg_id)
-            WHERE sender = 'guest' AND client_msg_id IS NOT NULL""",
-        """CREATE UNIQUE INDEX messages_agent_client_id ON messages (admin_id, client_msg_id)
-            WHERE sender = 'agent' AND client_msg_id IS NOT NULL""",
-    ],
-    [
-        """CREATE TABLE files (
-            id TEXT PRIMARY KEY,
-            file_type INTEGER NOT NULL,
-            group_id INTEGER NOT NULL,
-            uploader TEXT NOT NULL CHECK (uploader IN ('guest', 'agent')),
-            uploader_id INTEGER NOT NULL,
-            mime TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            name TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            width INTEGER,
-            height INTEGER,
-            path TEXT NOT NULL,
-            thumb_path TEXT,
-            thumb_mime TEXT,
-            used INTEGER NOT NULL DEFAULT 0,
-            created_at INTEGER NOT NULL)""",
-        """CREATE INDEX files_unused ON files (created_at) WHERE used = 0""",
-    ],
-    [
-        # A message's position in its conversation (1 = first): page N of a history is
-        # then a range lookup, not an OFFSET scan over every newer message. Positions
-        # are dense because messages are never deleted.
-        """ALTER TABLE messages ADD COLUMN position INTEGER""",
-        """UPDATE messages SET position = numbered.n FROM (
-            SELECT id, ROW_NUMBER() OVER (PARTITION BY gid ORDER BY id) AS n FROM messages
-           ) AS numbered WHERE messages.id = numbered.id""",
-        """CREATE UNIQUE INDEX messages_by_position ON messages (gid, position)""",
-    ],
-    [
-        # Bumped by a password change, a disable and "sign out everywhere": tokens
-        # cschat minted with an older version stop working (docs/security.md).
-        """ALTER TABLE agents ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0""",
-        # A suspension (32500) outlives a restart of the server.
-        """ALTER TABLE agents ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0""",
-        # 1 once the guest wrote in the current assignment or wait: only such a
-        # conversation counts toward an agent's load and capacity.
-        """ALTER TABLE guests ADD COLUMN engaged INTEGER NOT NULL DEFAULT 0""",
-        """UPDATE guests SET engaged = 1 WHERE unread_by_agent > 0
-            OR (assigned_aix IS NOT NULL AND EXISTS (SELECT 1 FROM messages m
-                WHERE m.gid = guests.gid AND m.sender = 'guest'))""",
-        """CREATE INDEX files_by_uploader ON files (uploader, uploader_id, created_at)""",
-        lambda conn: _heal_non_finite_cards(conn),
-    ],
-    [
-        # What a system message records, as JSON with a machine code ({"event":
-        # "transfer", ...}), so clients can show it in the reader's language.
-        """ALTER TABLE messages ADD COLUMN event TEXT""",
-    ],
-]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 _MESSAGE_FIELDS = ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
                    "created_at", "event")
@@ -165,24 +62,6 @@ _COUNTERS_OF_SENDER = {"guest": ", unread_by_agent = unread_by_agent + 1, engage
                        "agent": ", unread_by_guest = unread_by_guest + 1", "system": ""}
 
 
-class StoreError(Exception):
-    """A write that the data does not allow (duplicate username, unknown id, ...)."""
-
-
-class StorageUnavailable(StoreError):
-    """The database could not commit (full disk, I/O error, locked too long): nothing of
-    the write was kept, and the same write may succeed later."""
-
-
-class FileRefused(StoreError):
-    """A message names a file that its sender may not send: unknown, foreign, or of
-    another file_type (``wrong_type``)."""
-
-    def __init__(self, message: str, wrong_type: bool = False):
-        super().__init__(message)
-        self.wrong_type = wrong_type
-
-
 @dataclasses.dataclass(frozen=True)
 class Attachment:
     """The file a media message sends, and who may send it: the uploading guest
@@ -192,10 +71,6 @@ class Attachment:
     file_type: int
     guest_gid: int | None = None
     group_id: int | None = None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _message(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix: str = "") -> dict:
@@ -274,7 +149,13 @@ def _run_query(conn: sqlite3.Connection, query: Callable) -> Any:
     return query(conn)
 
 
-class Store:
+class _Connection(sqlite3.Connection):
+    # Set by a unit (on the writer's thread) that queued outbox rows; read and reset by
+    # the loop once the batch has committed, to wake the outbox worker.
+    wrote_outbox = False
+
+
+class Store(DirectoryQueries, OutboxQueries, ReportQueries):
     """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
 
     def __init__(self, path: str, synchronous: str = "full", max_wal_bytes: int = 32 << 20):
@@ -290,6 +171,8 @@ class Store:
         self._checkpoint_task: asyncio.Task | None = None
         self._closing = False
         self.healthy = True  # False from a failed commit until one succeeds
+        # Set when a commit queued outbox rows: the outbox worker waits on it.
+        self.outbox_written = asyncio.Event()
         self._failures = ThrottledLog(log)
         self._wal_retry_at = 0.0
 
@@ -308,7 +191,7 @@ class Store:
         await self._writer.execute(f"PRAGMA journal_size_limit={self._max_wal_bytes // 4}")
         self._writer_task = asyncio.get_running_loop().create_task(self._write_loop())
         try:
-            await self.write(_migrate)
+            await self.write(migrate)
         except BaseException:
             await self.close()
             raise
@@ -328,7 +211,7 @@ class Store:
                 log.warning("checkpoint failed: %s", error)
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = await aiosqlite.connect(self.path, isolation_level=None, factory=_Connection)
         conn.row_factory = sqlite3.Row
         await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA foreign_keys=ON")
@@ -409,7 +292,11 @@ class Store:
             self._failures.error("group commit of %d units failed: %s", len(batch), error)
             self.healthy = False
             outcomes = [(False, _as_unavailable(error))] * len(batch)
+            self._writer._conn.wrote_outbox = False
         else:
+            if self._writer._conn.wrote_outbox:
+                self._writer._conn.wrote_outbox = False
+                self.outbox_written.set()
             # A unit may fail alone on a full disk while the (empty) commit succeeds.
             self.healthy = not any(not ok and isinstance(value, StorageUnavailable)
                                    for ok, value in outcomes)
@@ -425,124 +312,7 @@ class Store:
         """Run ``query`` on the reader connection and return its result."""
         return await self._reader._execute(_run_query, self._reader._conn, query)
 
-    # -- directory: groups and agents --------------------------------------------------
-
-    async def add_group(self, name: str) -> int:
-        def unit(conn):
-            cursor = conn.execute("INSERT INTO groups (name, created_at) VALUES (?, ?)",
-                                  (name, now_ms()))
-            _bump_directory(conn)
-            return cursor.lastrowid
-        return await self.write(unit)
-
-    async def set_group_enabled(self, group_id: int, enabled: bool) -> None:
-        """Raises :class:`StoreError` if the group does not exist."""
-        await self.write(_set_enabled("groups", group_id, enabled))
-
-    async def add_agent(self, group_id: int, name: str, avatar: str, username: str | None,
-                        password_hash: str | None) -> int:
-        """Raises :class:`StoreError` for an unknown group or a taken username."""
-        def unit(conn):
-            if conn.execute("SELECT 1 FROM groups WHERE id = ?", (group_id,)).fetchone() is None:
-                raise StoreError(f"no group {group_id}")
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO agents (group_id, name, avatar, username, password_hash, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (group_id, name, avatar, username, password_hash, now_ms()))
-            except sqlite3.IntegrityError:
-                raise StoreError(f"username {username!r} is taken") from None
-            _bump_directory(conn)
-            return cursor.lastrowid
-        return await self.write(unit)
-
-    async def set_agent_enabled(self, admin_id: int, enabled: bool) -> None:
-        """Raises :class:`StoreError` if the agent does not exist."""
-        await self.write(_set_enabled("agents", admin_id, enabled))
-
-    async def set_agent_password(self, admin_id: int, password_hash: str,
-                                 revoke: bool = True) -> None:
-        """Set a new password and (unless ``revoke`` is False) revoke the agent's tokens
-        in the same write.
-
-        Raises :class:`StoreError` for an unknown agent or one without a username.
-        """
-        def unit(conn):
-            row = conn.execute("SELECT username FROM agents WHERE id = ?", (admin_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"no agent {admin_id}")
-            if row["username"] is None:
-                raise StoreError(f"agent {admin_id} has no username to sign in with")
-            revoking = f", {_REVOKE_TOKENS}" if revoke else ""
-            conn.execute(f"UPDATE agents SET password_hash = ?{revoking} WHERE id = ?",
-                         (password_hash, admin_id))
-            _bump_directory(conn)
-        await self.write(unit)
-
-    async def upgrade_password_hash(self, admin_id: int, old_hash: str, new_hash: str) -> None:
-        """Replace ``old_hash`` by a stronger hash of the same password; tokens stay valid.
-
-        Does nothing if the password changed meanwhile.
-        """
-        await self.write(lambda conn: conn.execute(
-            "UPDATE agents SET password_hash = ? WHERE id = ? AND password_hash = ?",
-            (new_hash, admin_id, old_hash)))
-
-    async def sign_out_agent(self, admin_id: int) -> None:
-        """Revoke every token cschat minted for the agent ("sign out everywhere").
-
-        Raises :class:`StoreError` if the agent does not exist.
-        """
-        def unit(conn):
-            cursor = conn.execute(f"UPDATE agents SET {_REVOKE_TOKENS} WHERE id = ?", (admin_id,))
-            if cursor.rowcount == 0:
-                raise StoreError(f"no agent {admin_id}")
-            _bump_directory(conn)
-        await self.write(unit)
-
-    async def forget_passwords(self, admin_ids: list[int]) -> None:
-        """Remove the passwords of these agents and revoke their tokens (if they had one)."""
-        def unit(conn):
-            cursor = conn.executemany(
-                f"UPDATE agents SET password_hash = NULL, {_REVOKE_TOKENS} "
-                "WHERE id = ? AND password_hash IS NOT NULL", [(i,) for i in admin_ids])
-            if cursor.rowcount:
-                _bump_directory(conn)
-        await self.write(unit)
-
-    async def list_groups(self) -> list[dict]:
-        return await self.read(lambda conn: [dict(row) for row in conn.execute(
-            "SELECT id, name, enabled FROM groups ORDER BY id")])
-
-    async def list_agents(self) -> list[dict]:
-        return await self.read(lambda conn: [dict(row) for row in conn.execute(
-            "SELECT id, group_id, name, avatar, username, enabled FROM agents ORDER BY id")])
-
-    async def group(self, group_id: int) -> dict | None:
-        return await self.read(lambda conn: _one(conn.execute(
-            "SELECT id, name, enabled FROM groups WHERE id = ?", (group_id,))))
-
-    async def agent(self, admin_id: int) -> dict | None:
-        """The agent with its ``token_version`` and its group's ``group_enabled`` flag
-        (None if the group is gone)."""
-        return await self.read(lambda conn: _one(conn.execute(
-            "SELECT a.id, a.group_id, a.name, a.avatar, a.enabled, a.token_version, "
-            "g.enabled AS group_enabled "
-            "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.id = ?",
-            (admin_id,))))
-
-    async def agent_login(self, username: str) -> dict | None:
-        """What signing in by password needs of the agent with this username, or None."""
-        return await self.read(lambda conn: _one(conn.execute(
-            "SELECT a.id, a.password_hash, a.enabled, a.token_version, "
-            "g.enabled AS group_enabled "
-            "FROM agents a LEFT JOIN groups g ON g.id = a.group_id WHERE a.username = ?",
-            (username,))))
-
-    async def directory_version(self) -> int:
-        """A number that changes whenever a group or an agent is added, enabled or disabled,
-        or an agent's tokens are revoked."""
-        return await self.read(_directory_version)
+    # -- meta ----------------------------------------------------------------------------
 
     async def secret(self) -> str:
         """The token secret kept in the database, created on first use."""
@@ -553,7 +323,7 @@ class Store:
         return await self.write(unit)
 
     async def meta(self, key: str) -> str | None:
-        return await self.read(lambda conn: (_one(conn.execute(
+        return await self.read(lambda conn: (one(conn.execute(
             "SELECT value FROM meta WHERE key = ?", (key,))) or {}).get("value"))
 
     async def set_meta(self, key: str, value: str) -> None:
@@ -564,7 +334,7 @@ class Store:
     # -- guests and conversations --------------------------------------------------------
 
     async def guest_by_uid(self, group_id: int, uid: str) -> dict | None:
-        return await self.read(lambda conn: _one(conn.execute(
+        return await self.read(lambda conn: one(conn.execute(
             f"SELECT {_GUEST_COLUMNS} FROM guests g WHERE g.group_id = ? AND g.uid = ?",
             (group_id, uid))))
 
@@ -612,25 +382,13 @@ class Store:
             "SELECT gid, group_id, assigned_aix, last_aix, queued_at, engaged "
             f"FROM guests WHERE {where} ORDER BY queued_at, gid", params)])
 
-    async def directory(self) -> tuple[int, list[dict], list[dict]]:
-        """``(directory_version, groups, agents)`` as of one moment: what the server keeps in
-        memory of every group and agent."""
-        def query(conn):
-            return (_directory_version(conn),
-                    [dict(row) for row in conn.execute("SELECT id, enabled FROM groups")],
-                    [dict(row) for row in conn.execute(
-                        "SELECT id, group_id, name, avatar, enabled, token_version, suspended "
-                        "FROM agents ORDER BY id")])
-        return await self.read(query)
-
-    async def set_agent_suspended(self, admin_id: int, suspended: bool) -> None:
-        """Keep an agent's suspension (32500) across restarts."""
-        await self.write(lambda conn: conn.execute(
-            "UPDATE agents SET suspended = ? WHERE id = ?", (int(suspended), admin_id)))
-
     def save_routing(self, changes: list[tuple[int, int | None, int | None, int | None, bool]],
-                     recent: int = 20) -> asyncio.Future:
+                     recent: int = 20, cause: str = ROUTED) -> asyncio.Future:
         """Queue ``(gid, assigned_aix, last_aix, queued_at, engaged)`` rows for the next commit.
+
+        ``cause`` tells the guests' open conversations what happened
+        (:mod:`cschat.store.conversations`): routing, a transfer, or an end by
+        the agent; a row neither assigned nor queued ends the conversation.
 
         An assignment also counts as activity, so the conversation moves to
         the top of its agent's list. The future resolves to a dict mapping
@@ -648,6 +406,7 @@ class Store:
                     "engaged = ?, "
                     "updated_at = CASE WHEN ? IS NOT NULL THEN ? ELSE updated_at END "
                     "WHERE gid = ?", (assigned, last, queued_at, int(engaged), assigned, now, gid))
+                record_routing(conn, gid, assigned, queued_at, cause, now)
                 if assigned is not None:
                     snapshots[gid] = (_conversations(conn, "g.gid = ?", [gid])[0],
                                       _history(conn, gid, 1, recent, None, None)[0])
@@ -686,13 +445,17 @@ class Store:
                 "(SELECT message_count + 1 FROM guests WHERE gid = ?))",
                 (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, event,
                  gid))
-            conn.execute(
+            guest = conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
-                f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ?",
-                (cursor.lastrowid, created_at, gid))
-            return {"id": cursor.lastrowid, "gid": gid, "sender": sender, "admin_id": admin_id,
-                    "file_type": file_type, "body": stored_body, "client_msg_id": client_msg_id,
-                    "created_at": created_at, "event": event, "read": False}, True
+                f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ? "
+                "RETURNING gid, group_id, uid, name, assigned_aix, queued_at, conversation_id",
+                (cursor.lastrowid, created_at, gid)).fetchone()
+            message = {"id": cursor.lastrowid, "gid": gid, "sender": sender,
+                       "admin_id": admin_id, "file_type": file_type, "body": stored_body,
+                       "client_msg_id": client_msg_id, "created_at": created_at,
+                       "event": event, "read": False}
+            record_message(conn, guest, message)
+            return message, True
         return self.write(unit)
 
     async def mark_read(self, gid: int, reader: str) -> int:
@@ -745,7 +508,7 @@ class Store:
         return await self.read(lambda conn: _upload_usage(conn, uploader, uploader_id, since_ms))
 
     async def file(self, file_id: str) -> dict | None:
-        return await self.read(lambda conn: _one(conn.execute(
+        return await self.read(lambda conn: one(conn.execute(
             "SELECT * FROM files WHERE id = ?", (file_id,))))
 
     async def remove_unused_files(self, older_than_ms: int, guests_older_than_ms: int
@@ -857,65 +620,3 @@ def _claim_file(conn: sqlite3.Connection, attachment: Attachment) -> str:
     return json.dumps(file_object(row), ensure_ascii=False, separators=(",", ":"))
 
 
-def _one(cursor: sqlite3.Cursor) -> dict | None:
-    row = cursor.fetchone()
-    return dict(row) if row is not None else None
-
-
-def _directory_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'directory_version'").fetchone()
-    return int(row["value"]) if row else 0
-
-
-def _bump_directory(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('directory_version', '1') "
-        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
-
-
-# Tokens cschat minted for an agent carry its token_version: bumping it revokes them.
-_REVOKE_TOKENS = "token_version = token_version + 1"
-
-
-def _set_enabled(table: str, row_id: int, enabled: bool) -> Callable:
-    # Disabling an agent also revokes its tokens: enabling it again does not revive them.
-    revoke = f", {_REVOKE_TOKENS}" if table == "agents" and not enabled else ""
-
-    def unit(conn):
-        cursor = conn.execute(f"UPDATE {table} SET enabled = ?{revoke} WHERE id = ?",
-                              (int(enabled), row_id))
-        if cursor.rowcount == 0:
-            raise StoreError(f"no {table[:-1]} {row_id}")
-        _bump_directory(conn)
-    return unit
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"the database has schema {version}, newer than this cschat "
-                         f"({SCHEMA_VERSION}); upgrade cschat")
-    for number in range(version, SCHEMA_VERSION):
-        for step in _MIGRATIONS[number]:
-            if callable(step):
-                step(conn)
-            else:
-                conn.execute(step)
-        conn.execute(f"PRAGMA user_version = {number + 1}")
-        log.info("database migrated to schema %d", number + 1)
-
-
-def _heal_non_finite_cards(conn: sqlite3.Connection) -> None:
-    """Rewrite cards stored with NaN or Infinity (which no client can parse) with null."""
-    rows = conn.execute(
-        "SELECT id, body FROM messages WHERE file_type IN (3, 4) "
-        "AND (body LIKE '%Infinity%' OR body LIKE '%NaN%')").fetchall()
-    for row in rows:
-        try:
-            card = json.loads(row["body"], parse_constant=lambda _constant: None)
-        except ValueError:
-            continue
-        healed = json.dumps(card, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        if healed != row["body"]:
-            conn.execute("UPDATE messages SET body = ? WHERE id = ?", (healed, row["id"]))
-            log.warning("message %d: a card number that was not finite is now null", row["id"])

@@ -1,0 +1,243 @@
+"""Webhooks (docs/protocol.md §11): signed deliveries from the outbox to a real local
+receiver, retries, order per conversation, and no loss across a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from conftest import Client, http, read_db
+from test_process import ServerProcess, cli, config_and_port
+
+ALL_EVENTS = ["conversation.created", "message.created", "conversation.assigned",
+              "conversation.transferred", "conversation.ended"]
+SECRET = "a-webhook-secret-of-some-length"
+QUICK_RETRIES = {"first_retry": 1, "max_retry_interval": 1}
+
+
+class Receiver:
+    """A shop's endpoint: records every request; answers with the statuses queued in
+    ``answers`` (then 200), or holds a request unanswered while ``hold`` is set."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.answers: list[int] = []
+        self.hold = False
+        self.arrived = asyncio.Event()
+        receiver = self
+
+        class Hook(tornado.web.RequestHandler):
+            async def post(self) -> None:
+                receiver.requests.append({"headers": dict(self.request.headers),
+                                          "raw": self.request.body,
+                                          "body": json.loads(self.request.body)})
+                receiver.arrived.set()
+                while receiver.hold:
+                    await asyncio.sleep(0.05)
+                self.set_status(receiver.answers.pop(0) if receiver.answers else 200)
+
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        self.server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/hook", Hook)]))
+        self.server.add_sockets(sockets)
+        self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/hook"
+
+    def delivered(self) -> list[dict]:
+        """Bodies of the requests, in arrival order."""
+        return [request["body"] for request in self.requests]
+
+    async def wait_for(self, count: int, timeout: float = 10) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} arrived: " \
+                f"{[b['event'] for b in self.delivered()]}"
+            await asyncio.sleep(0.02)
+        return self.delivered()
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture
+def receiver(io_loop):
+    made = Receiver()
+    yield made
+    made.hold = False
+    made.close()
+
+
+async def add_webhook(h_or_url, token: str, url: str, events=None) -> dict:
+    base = h_or_url if isinstance(h_or_url, str) else h_or_url.url
+    code, answer = await http(base, "POST", "/api/admin/webhooks",
+                              {"url": url, "events": events or ALL_EVENTS, "secret": SECRET},
+                              {"Authorization": f"Bearer {token}"})
+    assert code == 201, answer
+    return answer["data"]["webhook"]
+
+
+async def webhook_server(make_server, receiver, events=None, **settings):
+    """A server with a webhook to ``receiver`` and a logged-in agent (an admin):
+    ``(h, group_id, admin_id, agent)``."""
+    h = await make_server(webhooks=settings)
+    group = await h.group()
+    admin = await h.agent(group, "Alice", role="admin")
+    await add_webhook(h, h.server.tokens.mint_agent(admin), receiver.url, events)
+    return h, group, admin, await h.agent_client(admin)
+
+
+def events_of(bodies: list[dict]) -> list[str]:
+    return [body["event"] for body in bodies]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_deliveries_are_signed_and_carry_the_event(make_server, receiver):
+    # PROTOCOL §11: a POST of {id, event, created_at, data} with X-Cschat-Event,
+    # X-Cschat-Delivery and X-Cschat-Signature (HMAC-SHA256 of the raw body); a
+    # conversation starts with its first message and ends at 32700
+    h, group, admin, agent = await webhook_server(make_server, receiver)
+    guest = await h.guest_client("u1", group, "Ann")
+    gid = guest.login_data["gid"]
+    await guest.ok(22300, msg="Where is my parcel?")
+    await agent.ok(32300, gid=gid, msg="On its way")
+    await agent.ok(32700, gid=gid)
+    bodies = await receiver.wait_for(5)
+    assert events_of(bodies) == ["conversation.created", "conversation.assigned",
+                                 "message.created", "message.created", "conversation.ended"]
+    for request in receiver.requests:
+        headers, raw = request["headers"], request["raw"]
+        expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        assert headers["X-Cschat-Signature"] == expected
+        assert headers["X-Cschat-Event"] == request["body"]["event"]
+        assert headers["Content-Type"] == "application/json"
+        assert set(request["body"]) == {"id", "event", "created_at", "data"}
+    conversation_id = bodies[0]["data"]["conversation_id"]
+    assert bodies[0]["data"] == {"conversation_id": conversation_id, "gid": gid,
+                                 "group_id": group, "uid": "u1", "name": "Ann",
+                                 "admin_id": admin,
+                                 "started_at": bodies[2]["data"]["message"]["created_at"]}
+    assert bodies[1]["data"]["admin_id"] == admin
+    assert [b["data"]["message"]["msg"] for b in bodies[2:4]] == ["Where is my parcel?",
+                                                                  "On its way"]
+    assert bodies[3]["data"]["message"]["sender"] == "agent"
+    assert bodies[4]["data"] == {"conversation_id": conversation_id, "gid": gid,
+                                 "group_id": group, "admin_id": admin, "reason": "agent",
+                                 "ended_at": bodies[4]["data"]["ended_at"], "missed": False}
+    # The event ids differ; every delivery is recorded as delivered.
+    assert len({b["id"] for b in bodies}) == 5
+    await asyncio.sleep(0.1)
+    assert h.db("SELECT state, attempts, last_status FROM outbox") == [("delivered", 1, 200)] * 5
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_failed_delivery_is_retried_and_its_conversation_waits(make_server, receiver):
+    # PROTOCOL §11: a non-2xx answer is retried after first_retry; the conversation's later
+    # events wait for it, so the receiver sees them in order, each delivery with the same
+    # X-Cschat-Delivery on every attempt; the admin API shows the attempts
+    receiver.answers = [500]
+    h, group, admin, agent = await webhook_server(make_server, receiver, ["message.created"],
+                                                  **QUICK_RETRIES)
+    guest = await h.guest_client("u1", group)
+    for n in range(4):
+        await guest.ok(22300, msg=f"m{n}")
+    first = await receiver.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 1, "later events must wait for the failed one"
+    bodies = await receiver.wait_for(5)
+    assert [b["data"]["message"]["msg"] for b in bodies] == ["m0", "m0", "m1", "m2", "m3"]
+    deliveries = [r["headers"]["X-Cschat-Delivery"] for r in receiver.requests]
+    assert deliveries[0] == deliveries[1] and len(set(deliveries)) == 4
+    assert first[0]["id"] == bodies[1]["id"]
+    code, answer = await h.http("GET", "/api/admin/webhooks/1/deliveries", headers={
+        "Authorization": "Bearer " + h.server.tokens.mint_agent(admin)})
+    retried = answer["data"]["deliveries"][-1]
+    assert (retried["state"], retried["attempts"], retried["last_status"]) == (
+        "delivered", 2, 200)
+    assert retried["last_error"] == "HTTP 500 Internal Server Error"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_one_conversation_failing_does_not_hold_up_another(make_server, receiver):
+    # PROTOCOL §11: order is kept per conversation, not across them
+    receiver.answers = [503, 503, 503]
+    h, group, _, _ = await webhook_server(make_server, receiver, ["message.created"],
+                                          first_retry=5, max_retry_interval=5)
+    first = await h.guest_client("u1", group)
+    await first.ok(22300, msg="stuck")
+    await receiver.wait_for(1)
+    second = await h.guest_client("u2", group)
+    await second.ok(22300, msg="flows")
+    bodies = await receiver.wait_for(2)
+    assert bodies[1]["data"]["message"]["msg"] == "flows"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_transfer_and_release_events(make_server, receiver):
+    # PROTOCOL §11: conversation.transferred names both agents; a conversation released
+    # because its guest left ends with reason "released", and is missed when nobody answered
+    h, group, admin, agent = await webhook_server(
+        make_server, receiver, ["conversation.transferred", "conversation.ended"])
+    h.server.settings.chat["release_after"] = 1
+    bob = await h.agent(group, "Bob")
+    bob_console = await h.agent_client(bob)
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="hello?")
+    gid = guest.login_data["gid"]
+    await agent.ok(32400, gid=gid, aix=bob)
+    guest.close()
+    bodies = await receiver.wait_for(2)
+    assert bodies[0]["data"]["from_admin_id"] == admin
+    assert bodies[0]["data"]["to_admin_id"] == bob
+    assert (bodies[1]["data"]["reason"], bodies[1]["data"]["missed"]) == ("released", True)
+    bob_console.close()
+
+
+@pytest.mark.gen_test
+async def test_no_webhook_means_no_outbox_rows(make_server):
+    # PROTOCOL §11: events are written only for webhooks that want them
+    h = await make_server()
+    group, = [await h.group()]
+    await h.agent(group)
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="hi")
+    assert h.db("SELECT COUNT(*) FROM outbox") == [(0,)]
+    assert h.db("SELECT guest_messages FROM conversations") == [(1,)]
+
+
+@pytest.mark.gen_test(timeout=40)
+async def test_an_unconfirmed_delivery_is_sent_again_after_sigkill(tmp_path, receiver):
+    # PROTOCOL §11: at least once: a delivery under way when the process is killed was never
+    # confirmed, so the restarted server sends it again (same X-Cschat-Delivery); nothing
+    # written to the outbox is lost
+    config, port = config_and_port(tmp_path, {"webhooks": QUICK_RETRIES})
+    group = await cli(config, "group", "add", "Shop")
+    admin = await cli(config, "agent", "add", "--group", group, "--name", "Olivia",
+                      "--role", "admin")
+    token = await cli(config, "token", "agent", admin)
+    guest_token = await cli(config, "token", "guest", "u1", "--group", group)
+    server = ServerProcess(tmp_path, config, port)
+    try:
+        await server.start()
+        await add_webhook(server.url, token, receiver.url, ["message.created"])
+        receiver.hold = True
+        guest = await Client.login(port, 1, guest_token)
+        for n in range(3):
+            await guest.ok(22300, msg=f"m{n}")
+        await receiver.wait_for(1)
+        server.kill()
+        receiver.hold = False
+        assert read_db(tmp_path, "SELECT state FROM outbox ORDER BY id") == [("pending",)] * 3
+        await server.start()
+        bodies = await receiver.wait_for(4)
+        assert [b["data"]["message"]["msg"] for b in bodies] == ["m0", "m0", "m1", "m2"]
+        deliveries = [r["headers"]["X-Cschat-Delivery"] for r in receiver.requests]
+        assert deliveries[0] == deliveries[1]
+        await asyncio.sleep(0.2)
+        assert read_db(tmp_path, "SELECT state FROM outbox") == [("delivered",)] * 3
+    finally:
+        server.stop()
