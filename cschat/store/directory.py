@@ -75,19 +75,21 @@ def _keep_an_admin(conn: sqlite3.Connection) -> None:
 
 
 def _group_row(conn: sqlite3.Connection, group_id: int) -> dict:
-    group = one(conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups g WHERE g.id = ?",
-                             (group_id,)))
-    if group is None:
-        raise NotFound(f"no group {group_id}")
-    return group
+    return _existing(conn, "group", f"SELECT {_GROUP_COLUMNS} FROM groups g WHERE g.id = ?",
+                     group_id)
 
 
 def _agent_row(conn: sqlite3.Connection, admin_id: int) -> dict:
-    agent = one(conn.execute(f"SELECT {_AGENT_COLUMNS} FROM agents a WHERE a.id = ?",
-                             (admin_id,)))
-    if agent is None:
-        raise NotFound(f"no agent {admin_id}")
-    return agent
+    return _existing(conn, "agent", f"SELECT {_AGENT_COLUMNS} FROM agents a WHERE a.id = ?",
+                     admin_id)
+
+
+def _existing(conn: sqlite3.Connection, kind: str, sql: str, row_id: int) -> dict:
+    """The row ``sql`` finds for ``row_id``; raises :class:`NotFound` naming the ``kind``."""
+    row = one(conn.execute(sql, (row_id,)))
+    if row is None:
+        raise NotFound(f"no {kind} {row_id}")
+    return row
 
 
 def _audited_detail(changes: dict) -> dict:
