@@ -85,3 +85,23 @@ async def test_upgrade_heals_cards_stored_with_infinity_or_nan(tmp_path):
         await store.close()
     bodies = sorted(row["body"] for row in rows)
     assert bodies == ['1:0', '{"id":"p1","title":"NaN shoes","price":null,"x":null,"y":null}']
+
+
+@pytest.mark.gen_test
+async def test_upgrade_counts_old_messages_for_the_reports(tmp_path):
+    # Schema 6 (docs/protocol.md §12): messages stored before the reports existed are
+    # counted per quarter hour; conversations start with the first message after it
+    path = str(tmp_path / "old.db")
+    schema_2_database(path)
+    store = await Store(path).open()
+    try:
+        await store.add_message(1, "guest", None, 0, "after the upgrade", None)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        # The 50 old messages were all stored at time 0: the first quarter hour.
+        assert conn.execute("SELECT group_id, admin_id, sender, count FROM message_stats "
+                            "WHERE bucket = 0").fetchall() == [(1, 0, "guest", 50)]
+        assert conn.execute("SELECT SUM(count) FROM message_stats").fetchone()[0] == 51
+        assert conn.execute("SELECT gid, guest_messages FROM conversations").fetchall() == [
+            (1, 1)]
