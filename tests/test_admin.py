@@ -69,7 +69,7 @@ async def test_groups_and_agents_are_created_listed_and_can_sign_in(make_server)
     # password at once; the 31000 answer carries its role
     h, _, _, headers = await admin_server(make_server)
     group = (await ok(h, headers, "POST", "/groups", {"name": " Returns "}, 201))["group"]
-    assert group["name"] == "Returns" and group["enabled"] == 1 and group["agents"] == 0
+    assert group["name"] == "Returns" and group["enabled"] is True and group["agents"] == 0
     created = (await ok(h, headers, "POST", "/agents", {
         "group_id": group["id"], "name": "Carol", "username": "carol",
         "password": "a long password", "role": "admin"}, 201))["agent"]
@@ -231,7 +231,9 @@ async def test_webhooks_are_added_listed_and_deleted(make_server):
                  {"url": "https://x.example/hook", "events": []},
                  {"url": "https://x.example/hook", "events": ["message.deleted"]},
                  {"url": "https://x.example/hook", "events": ["message.created"],
-                  "secret": "short"}):
+                  "secret": "short"},
+                 {"url": "https://x.example/hook", "events": ["message.created"],
+                  "secret": " a secret with a space before it"}):
         assert (await call(h, headers, "POST", "/webhooks", body))[0] == 400, body
     made = (await ok(h, headers, "POST", "/webhooks", {
         "url": "https://x.example/hook", "events": ["message.created", "conversation.ended"]},

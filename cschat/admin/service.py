@@ -118,13 +118,13 @@ class AdminService:
     # -- groups --------------------------------------------------------------------------
 
     async def groups(self) -> dict:
-        return {"groups": await self.store.list_groups()}
+        return {"groups": [_group(group) for group in await self.store.list_groups()]}
 
     async def add_group(self, body: dict, actor: Actor) -> dict:
         _only(body, ("name",))
         group_id = await self.store.add_group(text(body, "name", NAME_MAX_LENGTH), actor)
         await self.chat.refresh_directory()
-        return {"group": await self.store.group(group_id)}
+        return {"group": _group(await self.store.group(group_id))}
 
     async def update_group(self, group_id: int, body: dict, actor: Actor) -> dict:
         _only(body, ("name", "enabled"))
@@ -135,7 +135,7 @@ class AdminService:
             changes["enabled"] = flag(body, "enabled")
         group = await self.store.update_group(group_id, changes, actor)
         await self.chat.refresh_directory()
-        return {"group": group}
+        return {"group": _group(group)}
 
     # -- agents --------------------------------------------------------------------------
 
@@ -219,8 +219,7 @@ class AdminService:
         if not isinstance(events, list) or not events or \
                 any(event not in WEBHOOK_EVENTS for event in events):
             raise bad_input(f"events must be a non-empty list of: {', '.join(WEBHOOK_EVENTS)}")
-        secret = (text(body, "secret", SECRET_LENGTHS[1], shortest=SECRET_LENGTHS[0])
-                  if "secret" in body else secrets.token_hex(24))
+        secret = _secret(body) if "secret" in body else secrets.token_hex(24)
         webhook = await self.store.add_webhook(url, secret, sorted(set(events)), actor)
         return {"webhook": {**_public(webhook), "secret": secret}}
 
@@ -238,6 +237,21 @@ class AdminService:
         query = reports.parse_query(arguments)
         data = await self.store.report_data(query.midnights_ms(), query.group_id)
         return reports.build(query, data, await self.store.list_agents())
+
+
+def _secret(body: dict) -> str:
+    """The secret as given: kept exactly, since the receiver signs with its own copy."""
+    secret = body["secret"]
+    shortest, longest = SECRET_LENGTHS
+    if not isinstance(secret, str) or not shortest <= len(secret) <= longest or \
+            secret != secret.strip():
+        raise bad_input(f"secret must have {shortest} to {longest} characters, "
+                        "without spaces at either end")
+    return secret
+
+
+def _group(group: dict) -> dict:
+    return {**group, "enabled": bool(group["enabled"])}
 
 
 def _public(webhook: dict) -> dict:

@@ -9,6 +9,7 @@ import { ChatPane } from "./chat.js";
 import { TransferDialog, StatusToggle, confirmDialog } from "./dialogs.js";
 import { describeError } from "./errors.js";
 import * as alerts from "./alerts.js";
+import { AdminArea } from "./admin.js";
 
 const TOKEN_KEY = "cschat.console.token";
 const $ = (id) => document.getElementById(id);
@@ -58,7 +59,8 @@ const app = {
   token: () => token,
   myId: () => myId,
   agentName,
-  isVisible: () => document.visibilityState === "visible" && (isWide() || document.body.classList.contains("show-chat")),
+  isVisible: () => document.visibilityState === "visible" && !document.body.classList.contains("show-admin") &&
+    (isWide() || document.body.classList.contains("show-chat")),
   onSent(gid, m) {
     list.addMessage(gid, m, false);
     chat.place(m);
@@ -78,10 +80,17 @@ const app = {
   onTransferred: transferredAway,
 };
 
+const admin = new AdminArea({
+  token: () => token,
+  myId: () => myId,
+  onSignedOut: (message) => signOut(message),
+  onLeave: () => chat.markRead(),
+});
 const list = new ConversationList($("conv-list"), $("list-empty"), {
   onSelect: (gid) => chat.open(gid),
   onChange: () => {
     alerts.setTitleCount(list.totalUnread());
+    admin.setUnread(list.totalUnread());
     chat.refreshHeader();
   },
   myId: () => myId,
@@ -139,6 +148,7 @@ function onLogin(data) {
   const me = agents.get(myId);
   $("me-name").textContent = me ? me.name : "";
   status.set(me ? me.status : "online");
+  admin.setRole(data.role);
   if (firstLogin) {
     firstLogin = false;
     list.setAll(data.guest_list);
@@ -238,6 +248,7 @@ function signOut(message) {
   chat.close();
   list.setAll([]);
   if (transfer.dialog.open) transfer.dialog.close();
+  admin.reset();
   $("app").hidden = true;
   $("signin").hidden = false;
   document.body.classList.replace("signed-in", "signed-out");

@@ -22,11 +22,13 @@ class Console:
     def __init__(self, page: Page, server: DemoServer, username: str):
         self.page, self.server, self.username = page, server, username
 
-    def sign_in(self, name: str) -> Console:
+    def sign_in(self, name: str, password: str | None = None) -> Console:
+        """Sign in with the password the demo printed (or ``password``, for agents the
+        test made) and wait until the agent is online."""
         page = self.page
         page.goto(self.server.console_url)
         page.get_by_label("Username").fill(self.username)
-        page.get_by_label("Password").fill(self.server.passwords[self.username])
+        page.get_by_label("Password").fill(password or self.server.passwords[self.username])
         page.get_by_role("button", name="Sign in").click()
         expect(page.locator("#me-name")).to_have_text(name)
         expect(page.locator("#status-toggle")).to_have_text("Online")
@@ -78,6 +80,66 @@ class Console:
     @property
     def connection(self) -> Locator:
         return self.page.locator("#conn-state")
+
+    def token(self) -> str:
+        """The agent token the console holds (sessionStorage), as its API calls send it."""
+        return self.page.evaluate("sessionStorage.getItem('cschat.console.token')")
+
+    @property
+    def signed_out_notice(self) -> Locator:
+        return self.page.locator("#signin-error")
+
+
+class Settings:
+    """The Settings area of an admin's console (admin*.js)."""
+
+    def __init__(self, console: Console):
+        self.console, self.page = console, console.page
+
+    @property
+    def button(self) -> Locator:
+        return self.page.locator("#admin-btn")
+
+    def open(self, tab: str = "Agents") -> Settings:
+        self.button.click()
+        expect(self.page.get_by_role("heading", name="Settings")).to_be_visible()
+        return self.tab(tab)
+
+    def tab(self, name: str) -> Settings:
+        tab = self.page.get_by_role("tab", name=name)
+        tab.click()
+        expect(tab).to_have_attribute("aria-selected", "true")
+        expect(self.page.get_by_role("tabpanel", name=name)).to_be_visible()
+        return self
+
+    @property
+    def panel(self) -> Locator:
+        return self.page.locator(".admin-panel:visible")
+
+    @property
+    def dialog(self) -> Locator:
+        return self.page.locator("dialog[open]").last
+
+    @property
+    def status(self) -> Locator:
+        """The polite status line ("Carol was added.")."""
+        return self.page.locator("#admin-status")
+
+    def row(self, table: str, header: str) -> Locator:
+        """The row of ``#<table>-body`` whose row header is exactly ``header``."""
+        return self.page.locator(f"#{table}-body > tr").filter(
+            has=self.page.get_by_role("rowheader", name=header, exact=True))
+
+    def agent(self, name: str) -> Locator:
+        return self.page.locator("#agents-body > tr").filter(
+            has=self.page.locator(".who-name", has_text=re.compile(rf"^{re.escape(name)}$")))
+
+    def confirm(self) -> None:
+        """OK in the console's confirmation dialog."""
+        dialog = self.page.locator("#confirm-dialog")
+        expect(dialog).to_be_visible()
+        dialog.get_by_role("button", name="OK").click()
+        expect(dialog).to_be_hidden()
 
 
 class Widget:
