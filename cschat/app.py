@@ -18,6 +18,7 @@ from cschat.admin.service import AdminService
 from cschat.auth import Tokens
 from cschat.broker import MemoryBroker
 from cschat.chat import ChatService
+from cschat.desk import DeskService
 from cschat.limits import ConnectionCounter, SharedBuckets
 from cschat.listener import GuardedHTTPServer, raise_file_limit
 from cschat.logs import log_request
@@ -83,9 +84,11 @@ class Server:
         self.broker = MemoryBroker()
         self.metrics = Metrics(lambda: snapshot_of(self))
         self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat,
-                                self.metrics)
+                                self.metrics, self.settings.privacy["store_ip"])
+        self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat)
         await self.chat.start()
-        self.admin = AdminService(self.store, self.chat, self.accounts, self.settings)
+        self.admin = AdminService(self.store, self.chat, self.desk, self.accounts,
+                                  self.settings)
         self.webhooks, self._webhook_sender = webhook_worker(
             self.store, self.settings.webhooks, self.metrics.webhook_delivery)
         self.webhooks.start()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import json
 import logging
 import re
 import secrets
@@ -30,6 +32,7 @@ from cschat.protocol import ApiError
 from cschat.routing import OFFLINE, Agent, Conversation, Routing
 from cschat.store import Attachment, FileRefused, Store, now_ms
 from cschat.store.conversations import ENDED_BY_AGENT, ROUTED, TRANSFERRED
+from cschat.visitors import Client, login_context, public_context
 
 log = logging.getLogger("cschat.chat")
 
@@ -73,6 +76,12 @@ def _when_stored(stored: asyncio.Future, error_base: int,
     return answered
 
 
+def _log_failure(future: asyncio.Future) -> None:
+    """Log what a write nobody waits for raised."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a background write failed: %s", future.exception())
+
+
 def _within_bytes(messages: list[dict], limit: int, keep_oldest: bool) -> list[dict]:
     """As many of ``messages`` (oldest first) as fit in about ``limit`` bytes, at least one.
 
@@ -103,7 +112,7 @@ class ChatService:
     """Presence, routing and messaging of one server. Start with :meth:`start`."""
 
     def __init__(self, store: Store, broker: MemoryBroker, tokens: Tokens, chat_settings: dict,
-                 metrics: Metrics):
+                 metrics: Metrics, store_ip: bool = False):
         self.store = store
         self.metrics = metrics
         self.broker = broker
@@ -117,6 +126,8 @@ class ChatService:
         # (R6); the login answers tell clients, so no timeout setting can make them loop.
         self.heartbeat_interval = max(1, chat_settings["heartbeat_timeout"] // 3)
         self._poller: asyncio.Task | None = None
+        self.blocked: set[int] = set()  # guests whose messages are refused (禁言)
+        self.store_ip = store_ip  # [privacy] store_ip
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -128,6 +139,7 @@ class ChatService:
         connections had just closed.
         """
         await self._reload_directory()
+        self.blocked = await self.store.blocked_guests()
         for row in await self.store.routing_state():
             self._restore(row)
             self._start_timer(("guest", row["gid"]), self.settings["release_after"],
@@ -412,9 +424,10 @@ class ChatService:
 
     # -- guest sessions ----------------------------------------------------------------
 
-    async def guest_login(self, ix: str, subscriber: Subscriber,
-                          params: dict) -> tuple[Session, dict]:
-        """21000: verify the token, create the guest on first sight (R13), route it (R24)."""
+    async def guest_login(self, ix: str, subscriber: Subscriber, params: dict,
+                          client: Client) -> tuple[Session, dict]:
+        """21000: verify the token, create the guest on first sight (R13), record what the
+        visit tells of the visitor, route it (R24)."""
         try:
             claims = self.tokens.verify_guest(params.get("token"))
         except TokenError as error:
@@ -427,6 +440,10 @@ class ChatService:
             row = await self.store.upsert_guest(claims.group_id, claims.uid, claims.name,
                                                 claims.avatar)
         gid = row["gid"]
+        # Queued before the routing save, so the assignment push carries this visit.
+        visit = self.store.record_visit(gid, login_context(
+            params, claims.raw, client, self.store_ip), datetime.date.today().isoformat())
+        visit.add_done_callback(_log_failure)
         # Checked again after the awaits, right before the guest joins: the group may
         # have been disabled while we waited (R7).
         if not self.routing.groups.get(claims.group_id, False):
@@ -453,7 +470,8 @@ class ChatService:
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
         return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
                          "agent": agent.info() if agent else None,
-                         "unread": row["unread_by_guest"], "is_refresh": is_refresh,
+                         "unread": row["unread_by_guest"], "blocked": gid in self.blocked,
+                         "is_refresh": is_refresh,
                          "refresh_token": refresh_token,
                          "heartbeat_interval": self.heartbeat_interval}
 
@@ -517,6 +535,8 @@ class ChatService:
 
     def guest_send(self, session: Session, params: dict) -> asyncio.Future:
         """22300: queue the message now, routing the guest first if it has no agent."""
+        if session.gid in self.blocked:
+            raise ApiError(-22307, "you cannot send messages in this chat")
         file_type, body = parse_message(params, -22300, self.settings["max_message_length"])
         client_msg_id = p.client_msg_id(params)
         conversation = self.routing.conversation(session.gid, session.group_id)
@@ -681,7 +701,10 @@ class ChatService:
                 "unread": row["unread_by_agent"],
                 "aix": conversation.assigned if conversation else None,
                 "last_message": message_info(last, row["group_id"]) if last else None,
-                "updated_at": row["updated_at"]}
+                "updated_at": row["updated_at"],
+                "context": public_context(row["context"], row["created_at"], row["visits"]),
+                "conversation_id": row["conversation_id"], "tags": json.loads(row["tags"]),
+                "blocked": row["blocked_at"] is not None}
 
     async def _conversation_in_group(self, gid: int, group_id: int, my_group: int) -> None:
         if group_id != my_group:

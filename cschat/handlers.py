@@ -25,6 +25,7 @@ from cschat.limits import TokenBucket
 from cschat.logs import ThrottledLog
 from cschat.protocol import ApiError
 from cschat.store import StorageUnavailable
+from cschat.visitors import Client
 
 if TYPE_CHECKING:
     from cschat.app import Server
@@ -32,21 +33,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("cschat.ws")
 _storage_failures = ThrottledLog(log)  # a full disk fails every request alike
 
-# api_key → (role, ChatService method name)
+# api_key → (role, service: the server's "chat" or "desk", method name)
 _APIS = {
-    p.CHAT_LIST: ("agent", "chat_list"),
-    p.CHAT_CONTENT: ("agent", "chat_content"),
-    p.AGENT_MARK_READ: ("agent", "agent_mark_read"),
-    p.AGENT_SEND: ("agent", "agent_send"),
-    p.TRANSFER: ("agent", "transfer"),
-    p.SUSPEND: ("agent", "suspend"),
-    p.ONLINE_AGENTS: ("agent", "online_agents"),
-    p.AGENT_TYPING: ("agent", "agent_typing"),
-    p.END_CONVERSATION: ("agent", "end_conversation"),
-    p.GUEST_HISTORY: ("guest", "guest_history"),
-    p.GUEST_MARK_READ: ("guest", "guest_mark_read"),
-    p.GUEST_SEND: ("guest", "guest_send"),
-    p.GUEST_TYPING: ("guest", "guest_typing"),
+    p.CHAT_LIST: ("agent", "chat", "chat_list"),
+    p.CHAT_CONTENT: ("agent", "chat", "chat_content"),
+    p.AGENT_MARK_READ: ("agent", "chat", "agent_mark_read"),
+    p.AGENT_SEND: ("agent", "chat", "agent_send"),
+    p.TRANSFER: ("agent", "chat", "transfer"),
+    p.SUSPEND: ("agent", "chat", "suspend"),
+    p.ONLINE_AGENTS: ("agent", "chat", "online_agents"),
+    p.AGENT_TYPING: ("agent", "chat", "agent_typing"),
+    p.END_CONVERSATION: ("agent", "chat", "end_conversation"),
+    p.CONVERSATIONS: ("agent", "desk", "conversations"),
+    p.SEARCH: ("agent", "desk", "search"),
+    p.ADD_NOTE: ("agent", "desk", "add_note"),
+    p.NOTES: ("agent", "desk", "notes"),
+    p.TAGS: ("agent", "desk", "tags"),
+    p.BLOCK: ("agent", "desk", "block"),
+    p.CANNED: ("agent", "desk", "canned"),
+    p.GUEST_HISTORY: ("guest", "chat", "guest_history"),
+    p.GUEST_MARK_READ: ("guest", "chat", "guest_mark_read"),
+    p.GUEST_SEND: ("guest", "chat", "guest_send"),
+    p.GUEST_TYPING: ("guest", "chat", "guest_typing"),
+    p.GUEST_PAGE: ("guest", "desk", "guest_page"),
 }
 _LOGINS = {p.AGENT_LOGIN: "agent", p.GUEST_LOGIN: "guest"}
 # Sends answer after their commit, on the hot path; the pushes they cause go to
@@ -161,14 +170,14 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             raise ApiError(p.LOGIN_REQUIRED, "login required")
         if api_key not in _APIS:
             raise ApiError(p.UNKNOWN_API, "unknown api_key")
-        role, method = _APIS[api_key]
+        role, service, method = _APIS[api_key]
         # A request may leave call_type out: it is the connection's (R3).
         if call_type not in (None, _CALL_TYPES[self.session.role]) or role != self.session.role:
             raise ApiError(p.CALL_TYPE_MISMATCH, "call_type does not match this connection")
         hold = api_key not in _SENDS
         if hold:
             self._hold()
-        result = getattr(self.chat, method)(self.session, frame)
+        result = getattr(getattr(self.server, service), method)(self.session, frame)
         if not hold:  # a send: its future settles once the message is committed (R20)
             result.add_done_callback(functools.partial(self._acked, self.last_frame))
         self._answer(api_key, seq, result, hold)
@@ -190,8 +199,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             raise ApiError(p.BAD_PARAMETER, "this connection is already logged in")
         self.logging_in = True
         self._hold()
-        login = self.chat.agent_login if role == "agent" else self.chat.guest_login
-        self._answer(api_key, seq, self._finish_login(login(self.ix, self, frame)), True)
+        if role == "agent":
+            login = self.chat.agent_login(self.ix, self, frame)
+        else:
+            login = self.chat.guest_login(self.ix, self, frame, Client(
+                self.request.headers.get("User-Agent", ""), self.address))
+        self._answer(api_key, seq, self._finish_login(login), True)
 
     async def _finish_login(self, login: Awaitable) -> dict:
         try:

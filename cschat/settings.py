@@ -115,8 +115,11 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "Comma list of exact browser origins allowed to open /ws; empty allows an "
             "origin whose host equals the Host header."),
         "frame_ancestors": Setting(
-            "'self'", _text,
-            "CSP frame-ancestors sources allowed to embed the console and the widget."),
+            "'self'", _text, "CSP frame-ancestors sources allowed to embed the console."),
+        "widget_frame_ancestors": Setting(
+            "*", _text,
+            "CSP frame-ancestors sources allowed to embed the visitor widget: any site by "
+            "default, so that the one-line embed works on the shop's own origin."),
         "behind_proxy": Setting(
             "false", _boolean,
             "A reverse proxy on this box forwards to cschat: take the client's address from "
@@ -282,6 +285,11 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "7", _integer(1), "Days a delivered or failed event is kept for the admin screens."),
         "concurrency": Setting(
             "8", _integer(1, 256), "Deliveries under way at once, over all webhooks."),
+    },
+    "privacy": {
+        "store_ip": Setting(
+            "false", _boolean,
+            "Keep the visitor's IP address with its context (off: never stored)."),
     },
     "metrics": {
         "enabled": Setting("false", _boolean, "Serve GET /metrics in Prometheus text format."),

@@ -32,8 +32,18 @@ QUARTER_HOUR_MS = 900_000
 GROUPS, AGENTS_PER_GROUP = 3, 5
 
 
-def build(path: str, messages: int, per_conversation: int) -> list[int]:
-    """Create the database with cschat's migrations and fill it; returns the agent ids."""
+def numbered(rng: random.Random, gid: int, position: int) -> str:
+    return f"message {position} of conversation {gid}"
+
+
+def build(path: str, messages: int, per_conversation: int, text=numbered) -> list[int]:
+    """Create the database with cschat's migrations and fill it; returns the agent ids.
+
+    ``text(rng, gid, position)`` makes each message's text; text messages are also
+    added to the search index, as the chat does.
+    """
+    from cschat.store.search import index_text
+
     from cschat.store import Store
 
     async def create() -> None:
@@ -64,11 +74,14 @@ def build(path: str, messages: int, per_conversation: int) -> list[int]:
                 sender = "guest" if position % 2 else "agent"
                 at += rng.randrange(5_000, 120_000)
                 rows.append((gid, sender, agent if sender == "agent" else None, 0,
-                             f"message {position} of conversation {gid}", at, position))
+                             text(rng, gid, position), at, position))
                 key = (at // QUARTER_HOUR_MS, group, agent if sender == "agent" else 0, sender)
                 stats[key] = stats.get(key, 0) + 1
+            first_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()[0]
             conn.executemany("INSERT INTO messages (gid, sender, admin_id, file_type, body, "
                              "created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
+                             [(first_id + n, index_text(row[4])) for n, row in enumerate(rows)])
             queued = rng.random() < 0.2
             conn.execute(
                 "INSERT INTO conversations (gid, group_id, started_at, ended_at, admin_id, "

@@ -138,6 +138,41 @@ class DeliveriesHandler(AdminHandler):
                                            self.number("limit", DELIVERIES_PAGE))
 
 
+class CannedRepliesHandler(AdminHandler):
+    """``/api/admin/canned?group_id=``"""
+
+    async def get(self) -> None:
+        await self.respond(self.admin.canned(self.get_query_argument("group_id", None)))
+
+    async def post(self) -> None:
+        await self.respond(self.admin.save_canned(None, self.body(), self.actor), 201)
+
+
+class CannedReplyHandler(AdminHandler):
+    """``/api/admin/canned/<id>``"""
+
+    async def patch(self, canned_id: str) -> None:
+        await self.respond(self.admin.save_canned(self.path_id(canned_id), self.body(),
+                                                  self.actor))
+
+    async def delete(self, canned_id: str) -> None:
+        await self.respond(self.admin.delete_canned(self.path_id(canned_id), self.actor))
+
+
+class BlocksHandler(AdminHandler):
+    """``/api/admin/blocks``"""
+
+    async def get(self) -> None:
+        await self.respond(self.admin.blocks())
+
+
+class BlockHandler(AdminHandler):
+    """``/api/admin/blocks/<gid>``"""
+
+    async def delete(self, gid: str) -> None:
+        await self.respond(self.admin.lift_block(self.path_id(gid), self.actor))
+
+
 class ReportsHandler(AdminHandler):
     """``/api/admin/reports?from=&to=&tz=&group_id=[&format=csv&rows=days|agents]``"""
 
@@ -177,5 +212,9 @@ def routes(server: Server) -> list[tuple]:
         (r"/api/admin/webhooks", WebhooksHandler, context),
         (rf"/api/admin/webhooks/{number}", WebhookHandler, context),
         (rf"/api/admin/webhooks/{number}/deliveries", DeliveriesHandler, context),
+        (r"/api/admin/canned", CannedRepliesHandler, context),
+        (rf"/api/admin/canned/{number}", CannedReplyHandler, context),
+        (r"/api/admin/blocks", BlocksHandler, context),
+        (rf"/api/admin/blocks/{number}", BlockHandler, context),
         (r"/api/admin/reports", ReportsHandler, context),
     ]

@@ -13,19 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 from cschat.accounts import PASSWORD_MAX_LENGTH
 from cschat.admin import reports
-from cschat.admin.errors import FORBIDDEN, UNAUTHORIZED, AdminError, bad_input
+from cschat.admin.errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, AdminError, bad_input
 from cschat.auth import TokenError, is_web_url
 from cschat.store import Actor
 
 if TYPE_CHECKING:
     from cschat.accounts import Accounts
     from cschat.chat import ChatService
+    from cschat.desk import DeskService
     from cschat.store import Store
 
 ROLES = ("agent", "admin")
 WEBHOOK_EVENTS = ("conversation.created", "message.created", "conversation.assigned",
                   "conversation.transferred", "conversation.ended")
 NAME_MAX_LENGTH = 64
+CANNED_SHORTCUT_MAX_LENGTH, CANNED_TEXT_MAX_LENGTH = 32, 2000
 USERNAME_MAX_LENGTH = 128
 URL_MAX_LENGTH = 2048
 SECRET_LENGTHS = (16, 256)
@@ -87,8 +89,9 @@ def _only(body: dict, allowed: tuple[str, ...]) -> None:
 class AdminService:
     """The admin API of one server."""
 
-    def __init__(self, store: Store, chat: ChatService, accounts: Accounts, settings: Any):
-        self.store, self.chat, self.accounts = store, chat, accounts
+    def __init__(self, store: Store, chat: ChatService, desk: DeskService, accounts: Accounts,
+                 settings: Any):
+        self.store, self.chat, self.desk, self.accounts = store, chat, desk, accounts
         self._min_password = settings.auth["min_password_length"]
         self._capacity = settings.chat["agent_capacity"]
 
@@ -229,6 +232,42 @@ class AdminService:
 
     async def deliveries(self, webhook_id: int, limit: int) -> dict:
         return {"deliveries": await self.store.deliveries(webhook_id, limit)}
+
+    # -- canned replies and blocks ------------------------------------------------------------
+
+    async def canned(self, group_id: str | None) -> dict:
+        if group_id is not None and not group_id.isdigit():
+            raise bad_input("group_id must be a whole number")
+        return {"canned": await self.store.canned_replies(
+            int(group_id) if group_id else None)}
+
+    async def save_canned(self, canned_id: int | None, body: dict, actor: Actor) -> dict:
+        """Add (``canned_id`` None: ``group_id``, ``shortcut`` and ``text`` required) or
+        change a canned reply."""
+        _only(body, ("shortcut", "text") if canned_id else ("group_id", "shortcut", "text"))
+        changes = {}
+        if canned_id is None or "shortcut" in body:
+            changes["shortcut"] = text(body, "shortcut", CANNED_SHORTCUT_MAX_LENGTH)
+            if any(character.isspace() for character in changes["shortcut"]):
+                raise bad_input("shortcut must not contain spaces")
+        if canned_id is None or "text" in body:
+            changes["text"] = text(body, "text", CANNED_TEXT_MAX_LENGTH)
+        group_id = whole_number(body.get("group_id"), "group_id") if canned_id is None else None
+        return {"canned": await self.store.save_canned(canned_id, group_id, changes, actor)}
+
+    async def delete_canned(self, canned_id: int, actor: Actor) -> dict:
+        await self.store.delete_canned(canned_id, actor)
+        return {"id": canned_id}
+
+    async def blocks(self) -> dict:
+        return {"blocks": await self.store.blocks()}
+
+    async def lift_block(self, gid: int, actor: Actor) -> dict:
+        guest = await self.store.guest(gid)
+        if guest is None or guest["blocked_at"] is None:
+            raise AdminError(404, NOT_FOUND, f"visitor {gid} is not blocked")
+        await self.desk.set_blocked(gid, guest["group_id"], False, actor.admin_id, actor)
+        return {"gid": gid}
 
     # -- reports ---------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from cschat.store.desk import record_page
 from cschat.store.outbox import emit
 from cschat.store.schema import STATS_BUCKET_MS
+from cschat.store.search import index_text
 
 # What a routing change did, as its caller tells it.
 ROUTED, TRANSFERRED, ENDED_BY_AGENT = "route", "transfer", "end"
@@ -24,7 +26,8 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
     """Count ``message`` (just inserted) in its conversation and the statistics.
 
     ``guest`` is the guest's row after the message: ``gid``, ``group_id``,
-    ``uid``, ``name``, ``assigned_aix``, ``queued_at``, ``conversation_id``.
+    ``uid``, ``name``, ``assigned_aix``, ``queued_at``, ``conversation_id``,
+    ``context``. A text message is added to the search index.
     System messages are not counted and start nothing.
     """
     sender, at = message["sender"], message["created_at"]
@@ -35,6 +38,9 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
         "VALUES (?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET count = count + 1",
         (at // STATS_BUCKET_MS, guest["group_id"], message["admin_id"] or 0, sender))
     conversation_id = guest["conversation_id"] or _start(conn, guest, message)
+    if message["file_type"] == TEXT:
+        conn.execute("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
+                     (message["id"], index_text(message["body"])))
     if sender == "guest":
         conn.execute(
             "UPDATE conversations SET guest_messages = guest_messages + 1, "
@@ -67,6 +73,9 @@ def _start(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> int:
         (gid, guest["group_id"], at, guest["assigned_aix"], message["id"], message["id"],
          int(waiting), at if waiting else None)).lastrowid
     conn.execute("UPDATE guests SET conversation_id = ? WHERE gid = ?", (conversation_id, gid))
+    page = json.loads(guest["context"])
+    if page.get("url"):  # where the visitor was when it started
+        record_page(conn, conversation_id, page["url"], page.get("title") or "", at)
     base = {"conversation_id": conversation_id, "gid": gid, "group_id": guest["group_id"]}
     emit(conn, "conversation.created", gid, {**base, "uid": guest["uid"], "name": guest["name"],
                                              "admin_id": guest["assigned_aix"],

@@ -32,12 +32,13 @@ import aiosqlite
 
 from cschat.logs import ThrottledLog
 from cschat.store.conversations import ROUTED, record_message, record_routing
+from cschat.store.desk import DeskQueries
 from cschat.store.directory import DirectoryQueries
 from cschat.store.errors import FileRefused, StorageUnavailable, StoreError
 from cschat.store.outbox import OutboxQueries
 from cschat.store.reports import ReportQueries
 from cschat.store.schema import migrate
-from cschat.store.util import now_ms, one
+from cschat.store.util import LAST_MESSAGE_COLUMNS, MESSAGE_FIELDS, message_of, now_ms, one
 
 log = logging.getLogger("cschat.store")
 
@@ -48,13 +49,13 @@ _PROBE_BYTES = 256 * 1024
 CHECKPOINT_SECONDS = 1.0
 
 
-_MESSAGE_FIELDS = ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
-                   "created_at", "event")
-_MESSAGE_COLUMNS = ", ".join(f"m.{c}" for c in _MESSAGE_FIELDS)
+_MESSAGE_COLUMNS = ", ".join(f"m.{c}" for c in MESSAGE_FIELDS)
 _GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.assigned_aix, " \
                  "g.last_aix, g.queued_at, g.last_message_id, g.message_count, g.agent_read_id, " \
-                 "g.guest_read_id, g.unread_by_agent, g.unread_by_guest"
-_LAST_MESSAGE_COLUMNS = ", ".join(f"lm.{c} AS lm_{c}" for c in _MESSAGE_FIELDS)
+                 "g.guest_read_id, g.unread_by_agent, g.unread_by_guest, g.context, g.visits, " \
+                 "g.created_at, g.conversation_id, g.blocked_at, " \
+                 "(SELECT json_group_array(tag) FROM (SELECT tag FROM conversation_tags t " \
+                 "WHERE t.conversation_id = g.conversation_id ORDER BY tag)) AS tags"
 
 
 # What a new message changes on its conversation besides the counters every message moves.
@@ -73,18 +74,9 @@ class Attachment:
     group_id: int | None = None
 
 
-def _message(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix: str = "") -> dict:
-    """A message row as a dict, with ``read`` worked out from the read pointers."""
-    message = {key: row[prefix + key] for key in
-               _MESSAGE_FIELDS}
-    pointer = agent_read_id if message["sender"] == "guest" else guest_read_id
-    message["read"] = message["id"] <= pointer
-    return message
-
-
 def _guest(row: sqlite3.Row) -> dict:
     guest = {key: row[key] for key in row.keys() if not key.startswith("lm_")}
-    guest["last_message"] = (_message(row, row["agent_read_id"], row["guest_read_id"], "lm_")
+    guest["last_message"] = (message_of(row, row["agent_read_id"], row["guest_read_id"], "lm_")
                              if "lm_id" in row.keys() and row["lm_id"] is not None else None)
     return guest
 
@@ -155,7 +147,7 @@ class _Connection(sqlite3.Connection):
     wrote_outbox = False
 
 
-class Store(DirectoryQueries, OutboxQueries, ReportQueries):
+class Store(DirectoryQueries, DeskQueries, OutboxQueries, ReportQueries):
     """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
 
     def __init__(self, path: str, synchronous: str = "full", max_wal_bytes: int = 32 << 20):
@@ -436,7 +428,7 @@ class Store(DirectoryQueries, OutboxQueries, ReportQueries):
                     f"WHERE m.sender = ? AND m.{owner[0]} = ? AND m.client_msg_id = ?",
                     (sender, owner[1], client_msg_id)).fetchone()
                 if row is not None:
-                    return _message(row, row["agent_read_id"], row["guest_read_id"]), False
+                    return message_of(row, row["agent_read_id"], row["guest_read_id"]), False
             stored_body = body if attachment is None else _claim_file(conn, attachment)
             created_at = now_ms()
             cursor = conn.execute(
@@ -448,7 +440,8 @@ class Store(DirectoryQueries, OutboxQueries, ReportQueries):
             guest = conn.execute(
                 "UPDATE guests SET last_message_id = ?, updated_at = ?, "
                 f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ? "
-                "RETURNING gid, group_id, uid, name, assigned_aix, queued_at, conversation_id",
+                "RETURNING gid, group_id, uid, name, assigned_aix, queued_at, conversation_id, "
+                "context",
                 (cursor.lastrowid, created_at, gid)).fetchone()
             message = {"id": cursor.lastrowid, "gid": gid, "sender": sender,
                        "admin_id": admin_id, "file_type": file_type, "body": stored_body,
@@ -539,7 +532,7 @@ class Store(DirectoryQueries, OutboxQueries, ReportQueries):
 
 def _conversations(conn: sqlite3.Connection, where: str, params: list) -> list[dict]:
     return [_guest(row) for row in conn.execute(
-        f"SELECT {_GUEST_COLUMNS}, {_LAST_MESSAGE_COLUMNS} FROM guests g "
+        f"SELECT {_GUEST_COLUMNS}, {LAST_MESSAGE_COLUMNS} FROM guests g "
         f"LEFT JOIN messages lm ON lm.id = g.last_message_id WHERE {where} "
         "ORDER BY g.updated_at DESC, g.gid DESC", params)]
 
@@ -570,7 +563,7 @@ def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int
     rows = conn.execute(sql, params).fetchall()
     if after_id is None:
         rows.reverse()
-    return ([_message(row, guest["agent_read_id"], guest["guest_read_id"]) for row in rows],
+    return ([message_of(row, guest["agent_read_id"], guest["guest_read_id"]) for row in rows],
             guest["message_count"])
 
 

@@ -44,7 +44,7 @@ GROUP_CHANGES = ("name", "enabled")
 AGENT_CHANGES = ("name", "avatar", "username", "group_id", "role", "enabled", "password_hash")
 
 
-def _audit(conn: sqlite3.Connection, actor: Actor, action: str, target_type: str,
+def write_audit(conn: sqlite3.Connection, actor: Actor, action: str, target_type: str,
            target_id: int | None, detail: dict) -> None:
     conn.execute(
         "INSERT INTO audit (at, actor_id, via, action, target_type, target_id, detail) "
@@ -109,7 +109,7 @@ class DirectoryQueries:
         def unit(conn):
             group_id = conn.execute("INSERT INTO groups (name, created_at) VALUES (?, ?)",
                                     (name, now_ms())).lastrowid
-            _audit(conn, actor, "group.create", "group", group_id, {"name": name})
+            write_audit(conn, actor, "group.create", "group", group_id, {"name": name})
             _bump_directory(conn)
             return group_id
         return await self.write(unit)
@@ -130,7 +130,7 @@ class DirectoryQueries:
                          "WHERE id = ?", (*changed.values(), group_id))
             if actor.via == "admin":
                 _keep_an_admin(conn)
-            _audit(conn, actor, "group.update", "group", group_id, changed)
+            write_audit(conn, actor, "group.update", "group", group_id, changed)
             _bump_directory(conn)
             return _group_row(conn, group_id)
         return await self.write(unit)
@@ -154,7 +154,7 @@ class DirectoryQueries:
                     (group_id, name, avatar, username, password_hash, role, now_ms())).lastrowid
             except sqlite3.IntegrityError:
                 raise Conflict(f"username {username!r} is taken") from None
-            _audit(conn, actor, "agent.create", "agent", admin_id, _audited_detail(
+            write_audit(conn, actor, "agent.create", "agent", admin_id, _audited_detail(
                 {"group_id": group_id, "name": name, "avatar": avatar, "username": username,
                  "role": role, **({"password_hash": ""} if password_hash else {})}))
             _bump_directory(conn)
@@ -194,7 +194,7 @@ class DirectoryQueries:
                 raise Conflict(f"username {changed.get('username')!r} is taken") from None
             if actor.via == "admin":
                 _keep_an_admin(conn)
-            _audit(conn, actor, "agent.update", "agent", admin_id, _audited_detail(changed))
+            write_audit(conn, actor, "agent.update", "agent", admin_id, _audited_detail(changed))
             _bump_directory(conn)
             return _agent_row(conn, admin_id)
         return await self.write(unit)
@@ -221,7 +221,7 @@ class DirectoryQueries:
                                   "AND username IS NOT NULL", (password_hash, admin_id))
             if not cursor.rowcount:
                 raise StoreError(f"no agent {admin_id} with a username")
-            _audit(conn, actor, "agent.update", "agent", admin_id,
+            write_audit(conn, actor, "agent.update", "agent", admin_id,
                    _audited_detail({"password_hash": password_hash}))
         await self.write(unit)
 
@@ -234,7 +234,7 @@ class DirectoryQueries:
             cursor = conn.execute(f"UPDATE agents SET {_REVOKE_TOKENS} WHERE id = ?", (admin_id,))
             if cursor.rowcount == 0:
                 raise NotFound(f"no agent {admin_id}")
-            _audit(conn, actor, "agent.signout", "agent", admin_id, {})
+            write_audit(conn, actor, "agent.signout", "agent", admin_id, {})
             _bump_directory(conn)
         await self.write(unit)
 
@@ -246,7 +246,7 @@ class DirectoryQueries:
                     f"UPDATE agents SET password_hash = NULL, {_REVOKE_TOKENS} "
                     "WHERE id = ? AND password_hash IS NOT NULL", (admin_id,))
                 if cursor.rowcount:
-                    _audit(conn, actor, "agent.update", "agent", admin_id, {"password": None})
+                    write_audit(conn, actor, "agent.update", "agent", admin_id, {"password": None})
                     _bump_directory(conn)
         await self.write(unit)
 

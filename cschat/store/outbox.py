@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from typing import Any
 
-from cschat.store.directory import Actor, _audit
+from cschat.store.directory import Actor, write_audit
 from cschat.store.errors import NotFound
 from cschat.store.util import now_ms, one, rows
 
@@ -52,7 +52,7 @@ class OutboxQueries:
                 (url, secret, now_ms())).lastrowid
             conn.executemany("INSERT INTO webhook_events (event, webhook_id) VALUES (?, ?)",
                              [(event, webhook_id) for event in events])
-            _audit(conn, actor, "webhook.create", "webhook", webhook_id,
+            write_audit(conn, actor, "webhook.create", "webhook", webhook_id,
                    {"url": url, "events": events})
             return _webhooks(conn, webhook_id)[0]
         return await self.write(unit)
@@ -66,7 +66,7 @@ class OutboxQueries:
             conn.execute("DELETE FROM outbox WHERE kind = ? AND target_id = ?",
                          (WEBHOOK, webhook_id))
             conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
-            _audit(conn, actor, "webhook.delete", "webhook", webhook_id, {"url": row["url"]})
+            write_audit(conn, actor, "webhook.delete", "webhook", webhook_id, {"url": row["url"]})
         await self.write(unit)
 
     async def webhooks(self) -> list[dict]:

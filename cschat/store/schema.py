@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 
 from cschat.store.errors import StoreError
+from cschat.store.search import index_text
 
 log = logging.getLogger("cschat.store")
 
@@ -213,6 +214,53 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
             FROM messages m JOIN guests g ON g.gid = m.gid WHERE m.sender != 'system'
             GROUP BY 1, 2, 3, 4""",
     ],
+    [
+        # What the agent may know of the visitor (docs/protocol.md §3 "context"), as
+        # JSON; visits counts logins on distinct days (last_visit_day, the UTC date).
+        """ALTER TABLE guests ADD COLUMN context TEXT NOT NULL DEFAULT '{}'""",
+        """ALTER TABLE guests ADD COLUMN visits INTEGER NOT NULL DEFAULT 0""",
+        """ALTER TABLE guests ADD COLUMN last_visit_day TEXT""",
+        # 禁言: a blocked guest's messages are refused until the block is lifted.
+        """ALTER TABLE guests ADD COLUMN blocked_at INTEGER""",
+        """ALTER TABLE guests ADD COLUMN blocked_by INTEGER""",
+        """CREATE INDEX guests_blocked ON guests (blocked_at) WHERE blocked_at IS NOT NULL""",
+        """CREATE INDEX conversations_by_group ON conversations (group_id, id)""",
+        """CREATE TABLE conversation_pages (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            at INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            title TEXT NOT NULL)""",
+        """CREATE INDEX conversation_pages_by_conversation
+            ON conversation_pages (conversation_id, at)""",
+        """CREATE TABLE conversation_tags (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            tag TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, tag)) WITHOUT ROWID""",
+        """CREATE INDEX conversation_tags_by_tag ON conversation_tags (tag, conversation_id)""",
+        # Private notes of the agents: never in the guest's history.
+        """CREATE TABLE notes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            gid INTEGER NOT NULL REFERENCES guests(gid),
+            conversation_id INTEGER,
+            admin_id INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            after_message_id INTEGER NOT NULL,
+            created_at INTEGER NOT NULL)""",
+        """CREATE INDEX notes_by_guest ON notes (gid, id)""",
+        """CREATE TABLE canned_replies (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            group_id INTEGER NOT NULL REFERENCES groups(id),
+            shortcut TEXT NOT NULL,
+            text TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            UNIQUE (group_id, shortcut))""",
+        # Full-text search over text messages; rowid is the message id. Contentless:
+        # the text is in messages, and what is indexed is that text with CJK runs cut
+        # into overlapping pairs of characters (cschat.store.search).
+        """CREATE VIRTUAL TABLE messages_fts USING fts5(
+            body, content='', tokenize='unicode61 remove_diacritics 2')""",
+        lambda conn: _index_old_messages(conn),
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -246,3 +294,12 @@ def _heal_non_finite_cards(conn: sqlite3.Connection) -> None:
         if healed != row["body"]:
             conn.execute("UPDATE messages SET body = ? WHERE id = ?", (healed, row["id"]))
             log.warning("message %d: a card number that was not finite is now null", row["id"])
+
+
+def _index_old_messages(conn: sqlite3.Connection) -> None:
+    """Add the text messages stored before search existed to its index."""
+    cursor = conn.execute("SELECT id, body FROM messages WHERE file_type = 0 "
+                          "AND sender != 'system'")
+    while rows := cursor.fetchmany(5000):
+        conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
+                         [(row[0], index_text(row[1])) for row in rows])

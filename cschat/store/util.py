@@ -18,3 +18,16 @@ def one(cursor: sqlite3.Cursor) -> dict | None:
 
 def rows(cursor: sqlite3.Cursor) -> list[dict]:
     return [dict(row) for row in cursor]
+
+
+MESSAGE_FIELDS = ("id", "gid", "sender", "admin_id", "file_type", "body", "client_msg_id",
+                  "created_at", "event")
+LAST_MESSAGE_COLUMNS = ", ".join(f"lm.{c} AS lm_{c}" for c in MESSAGE_FIELDS)
+
+
+def message_of(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix: str = "") -> dict:
+    """A message row as a dict, with ``read`` worked out from the read pointers."""
+    message = {key: row[prefix + key] for key in MESSAGE_FIELDS}
+    pointer = agent_read_id if message["sender"] == "guest" else guest_read_id
+    message["read"] = message["id"] <= pointer
+    return message
