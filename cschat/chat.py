@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import json
 import logging
 import re
@@ -32,7 +31,7 @@ from cschat.protocol import ApiError
 from cschat.routing import OFFLINE, Agent, Conversation, Routing
 from cschat.store import Attachment, FileRefused, Store, now_ms
 from cschat.store.conversations import ENDED_BY_AGENT, ROUTED, TRANSFERRED
-from cschat.visitors import Client, login_context, public_context
+from cschat.visitors import Client, login_context, public_context, visit_day
 
 log = logging.getLogger("cschat.chat")
 
@@ -442,7 +441,7 @@ class ChatService:
         gid = row["gid"]
         # Queued before the routing save, so the assignment push carries this visit.
         visit = self.store.record_visit(gid, login_context(
-            params, claims.raw, client, self.store_ip), datetime.date.today().isoformat())
+            params, claims.raw, client, self.store_ip), visit_day())
         visit.add_done_callback(_log_failure)
         # Checked again after the awaits, right before the guest joins: the group may
         # have been disabled while we waited (R7).

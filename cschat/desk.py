@@ -10,7 +10,6 @@ store has committed.
 
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING
 
 from cschat import protocol as p
@@ -19,7 +18,7 @@ from cschat.messages import message_info
 from cschat.protocol import ApiError
 from cschat.store import Actor, Conflict, Store
 from cschat.store.search import snippet
-from cschat.visitors import page_context, public_context
+from cschat.visitors import page_context, public_context, visit_day
 
 if TYPE_CHECKING:
     from cschat.chat import ChatService, Session
@@ -162,7 +161,7 @@ class DeskService:
         context = page_context(params.get("context"))
         if not context:
             raise ApiError(p.BAD_PARAMETER, "context must hold the page's url and title")
-        await self.store.record_visit(session.gid, context, datetime.date.today().isoformat())
+        await self.store.record_visit(session.gid, context, visit_day())
         agent = self.chat.routing.assigned_agent(session.gid)
         if agent is not None:
             guest = await self.store.guest(session.gid)

@@ -10,6 +10,7 @@ kept, and every string has a length limit.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import json
 import math
@@ -104,6 +105,11 @@ def login_context(params: dict, claims: dict, client: Client, store_ip: bool) ->
     if store_ip:
         context["ip"] = client.address
     return context
+
+
+def visit_day() -> str:
+    """Today's UTC date: a visitor's logins on one such day count as one visit."""
+    return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
 CONTEXT_KEYS = ("url", "title", "referrer", "language", "timezone", "browser", "os", "device",
