@@ -25,6 +25,7 @@ from cschat.logs import log_request
 from cschat.media_handlers import FileHandler, UploadHandler
 from cschat.metrics import Metrics, MetricsHandler, snapshot_of
 from cschat.outbox.webhooks import webhook_worker
+from cschat.reception import Reception
 from cschat.settings import Settings
 from cschat.store import Store
 from cschat.uploads import Uploads
@@ -86,7 +87,9 @@ class Server:
         self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat,
                                 self.metrics, self.settings.privacy["store_ip"])
         self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat)
+        self.reception = self.chat.reception = Reception(self.store, self.broker, self.chat)
         await self.chat.start()
+        await self.reception.start()
         self.admin = AdminService(self.store, self.chat, self.desk, self.accounts,
                                   self.settings)
         self.webhooks, self._webhook_sender = webhook_worker(
@@ -129,6 +132,8 @@ class Server:
             websocket_ping_interval=max(1, chat["heartbeat_timeout"] // 2),
             websocket_ping_timeout=max(1, chat["heartbeat_timeout"] // 2),
             log_function=log_request,
+            # gzip for text answers, as compress_response=True but never /files/ nor a 206
+            transforms=pages.TRANSFORMS,
         )
 
     async def _sweep_silent(self) -> None:
@@ -173,6 +178,7 @@ class Server:
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         while (self.sockets or self._tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        self.reception.stop()
         await self.chat.stop()
         await self.webhooks.stop()
         self._webhook_sender.close()
