@@ -37,6 +37,11 @@ def group_channel(group_id: int) -> Hashable:
     return ("group", group_id)
 
 
+def visitors_channel(group_id: int) -> Hashable:
+    """Every guest connection of a group (for its availability)."""
+    return ("visitors", group_id)
+
+
 class MemoryBroker:
     """In-process delivery: a dict of channel → subscribers, in subscription order."""
 

@@ -28,6 +28,7 @@ from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel
 from cschat.messages import message_info, parse_message
 from cschat.metrics import Metrics
 from cschat.protocol import ApiError
+from cschat.reception import Reception
 from cschat.routing import OFFLINE, Agent, Conversation, Routing
 from cschat.store import Attachment, FileRefused, Store, now_ms
 from cschat.store.conversations import ENDED_BY_AGENT, ROUTED, TRANSFERRED
@@ -126,6 +127,7 @@ class ChatService:
         self.heartbeat_interval = max(1, chat_settings["heartbeat_timeout"] // 3)
         self._poller: asyncio.Task | None = None
         self.blocked: set[int] = set()  # guests whose messages are refused (禁言)
+        self.reception: Reception  # set by the server once both exist
         self.store_ip = store_ip  # [privacy] store_ip
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -220,7 +222,7 @@ class ChatService:
         self._cancel_timer(("agent", agent.admin_id))
         if was_offline and agent.suspended:
             agent.suspended = False
-            self._spawn(self.store.set_agent_suspended(agent.admin_id, False))
+            self.spawn(self.store.set_agent_suspended(agent.admin_id, False))
         self.broker.subscribe(agent_channel(agent.admin_id), subscriber)
         self.broker.subscribe(group_channel(agent.group_id), subscriber)
         if was_offline:
@@ -229,7 +231,7 @@ class ChatService:
             guest_list = await self._guest_list(agent.admin_id)
             admin_list = [a.info() for a in self.routing.agents_of_group(agent.group_id)]
             # Queued guests handed out now arrive as 32401 right after this answer.
-            await self._drain_queue(agent.group_id)
+            await self.drain_queue(agent.group_id)
         except BaseException:
             self.agent_disconnected(session)  # the connection never became a session
             raise
@@ -262,7 +264,7 @@ class ChatService:
         agent.in_grace = False
         if agent.suspended:
             agent.suspended = False
-            self._spawn(self.store.set_agent_suspended(admin_id, False))
+            self.spawn(self.store.set_agent_suspended(admin_id, False))
         conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
         for conversation in conversations:
             if self.routing.guest_online(conversation.gid):
@@ -346,7 +348,7 @@ class ChatService:
             raise ApiError(-32405, "target agent is not online or in another group")
         me = self._agent(session)
         self.routing.assign(conversation, target)
-        note = self._system_message(
+        note = self.system_message(
             conversation, me, f"{me.name} transferred the conversation to {target.name}",
             {"event": "transfer", "from": me.admin_id, "from_name": me.name,
              "to": aix, "to_name": target.name})
@@ -359,7 +361,7 @@ class ChatService:
                             p.push(p.PUSH_TRANSFERRED, {"gid": gid, "aix": aix}))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_GUEST_ASSIGNED, {"agent": target.info()}))
-        self._spawn(self._drain_queue(session.group_id))
+        self.spawn(self.drain_queue(session.group_id))
         return {"gid": gid, "aix": aix, "guest_info": guest_info, "recs": recs,
                 "data": recorded}
 
@@ -386,7 +388,7 @@ class ChatService:
                 agent.suspended = bool(status)
                 self._publish_status(agent)
                 if not status:
-                    await self._drain_queue(agent.group_id)
+                    await self.drain_queue(agent.group_id)
         return {"status": status}
 
     async def online_agents(self, session: Session, params: dict) -> dict:
@@ -414,11 +416,11 @@ class ChatService:
         self.routing.release(conversation)
         await asyncio.gather(
             self._save_routing([conversation], 0, ENDED_BY_AGENT),
-            self._system_message(conversation, me, f"{me.name} ended the conversation",
+            self.system_message(conversation, me, f"{me.name} ended the conversation",
                                  {"event": "end", "by": me.admin_id, "by_name": me.name}))
         self.broker.publish(guest_channel(gid),
                             p.push(p.PUSH_ENDED, {"aix": me.admin_id}))
-        self._spawn(self._drain_queue(session.group_id))
+        self.spawn(self.drain_queue(session.group_id))
         return {"gid": gid}
 
     # -- guest sessions ----------------------------------------------------------------
@@ -467,7 +469,11 @@ class ChatService:
                 raise
         agent = self.routing.assigned_agent(gid)
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
-        return session, {"ix": ix, "gid": gid, "group_id": claims.group_id,
+        context = params.get("context")
+        welcome = await self.reception.welcome(
+            claims.group_id, subscriber,
+            context.get("language") if isinstance(context, dict) else None)
+        return session, {**welcome, "ix": ix, "gid": gid, "group_id": claims.group_id,
                          "agent": agent.info() if agent else None,
                          "unread": row["unread_by_guest"], "blocked": gid in self.blocked,
                          "is_refresh": is_refresh,
@@ -478,6 +484,7 @@ class ChatService:
         """Called once when a logged-in guest connection closes."""
         gid = session.gid
         self.broker.unsubscribe(guest_channel(gid), session.subscriber)
+        self.reception.leave(session.group_id, session.subscriber)
         remaining = self.routing.guest_connections.get(gid, 1) - 1
         if remaining:
             self.routing.guest_connections[gid] = remaining
@@ -488,7 +495,7 @@ class ChatService:
             self._publish_guest_presence(conversation, False)
         if conversation is not None and not conversation.engaged:
             # A visitor who left without writing holds no seat for release_after (R24).
-            self._spawn(self._release_offline_guest(gid))
+            self.spawn(self._release_offline_guest(gid))
             return
         self.routing.forget_if_idle(gid)
         if gid in self.routing.conversations:
@@ -515,7 +522,7 @@ class ChatService:
         self.routing.release(conversation)
         await self._save_routing([conversation], 0)
         if freed_group is not None:
-            await self._drain_queue(freed_group)
+            await self.drain_queue(freed_group)
 
     # -- guest API -------------------------------------------------------------------------
 
@@ -560,6 +567,8 @@ class ChatService:
             self.routing.engage(conversation)
         if created:
             self.metrics.message("guest")
+            if message.get("started_conversation"):
+                self.reception.after_first_message(conversation)
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:
                 self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_MESSAGE,
@@ -589,14 +598,19 @@ class ChatService:
 
     def _route(self, conversation: Conversation) -> None:
         """Assign to the agent R24 picks, or queue; the caller saves and announces."""
-        agent = self.routing.pick_agent(conversation.group_id, conversation.last_aix)
+        # Outside business hours nobody takes new conversations: they wait in the queue.
+        agent = self.routing.pick_agent(conversation.group_id, conversation.last_aix) \
+            if self.reception.is_open(conversation.group_id) else None
         if agent is not None:
             self.routing.assign(conversation, agent)
         else:
             self.routing.enqueue(conversation, now_ms())
 
-    async def _drain_queue(self, group_id: int) -> None:
-        """Give queued conversations, oldest first, to agents with room."""
+    async def drain_queue(self, group_id: int) -> None:
+        """Give queued conversations, oldest first, to agents with room (within business
+        hours)."""
+        if not self.reception.is_open(group_id):
+            return
         assigned = []
         for conversation in self.routing.queued(group_id):
             # No break on a miss: a later guest's own last agent may still take it (R24).
@@ -624,7 +638,7 @@ class ChatService:
 
         def undo_if_failed(future: asyncio.Future) -> None:
             if not future.cancelled() and future.exception() is not None:
-                self._spawn(self._undo_routing(rows))
+                self.spawn(self._undo_routing(rows))
         saved.add_done_callback(undo_if_failed)
         return saved
 
@@ -669,15 +683,17 @@ class ChatService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _system_message(self, conversation: Conversation, agent: Agent, text: str,
+    def system_message(self, conversation: Conversation, agent: Agent | None, text: str,
                         event: dict) -> Awaitable[dict]:
         """Record ``text`` (English) and ``event`` (its machine code and parameters, for
-        other languages) in the conversation; show it to the guest once committed.
+        other languages) in the conversation, by ``agent`` (None: by cschat itself);
+        show it to the guest once committed.
 
         The awaitable returns the message_info.
         """
-        stored = self.store.add_message(conversation.gid, "system", agent.admin_id, p.TEXT,
-                                        text, None, event=p.encode(event))
+        stored = self.store.add_message(conversation.gid, "system",
+                                        agent.admin_id if agent else None, p.TEXT, text, None,
+                                        event=p.encode(event))
 
         async def publish() -> dict:
             message, _ = await stored
@@ -814,7 +830,7 @@ class ChatService:
 
         def fire():
             self._timers.pop(key, None)
-            self._spawn(action(arg))
+            self.spawn(action(arg))
         self._timers[key] = asyncio.get_running_loop().call_later(seconds, fire)
 
     def _cancel_timer(self, key: Hashable) -> None:
@@ -822,7 +838,8 @@ class ChatService:
         if timer is not None:
             timer.cancel()
 
-    def _spawn(self, work: Awaitable) -> None:
+    def spawn(self, work: Awaitable) -> None:
+        """Run ``work`` in the background; what it raises is logged."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._finished)

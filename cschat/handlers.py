@@ -56,6 +56,7 @@ _APIS = {
     p.GUEST_SEND: ("guest", "chat", "guest_send"),
     p.GUEST_TYPING: ("guest", "chat", "guest_typing"),
     p.GUEST_PAGE: ("guest", "desk", "guest_page"),
+    p.RATE: ("guest", "reception", "rate"),
 }
 _LOGINS = {p.AGENT_LOGIN: "agent", p.GUEST_LOGIN: "guest"}
 # Sends answer after their commit, on the hot path; the pushes they cause go to

@@ -181,7 +181,9 @@ async def test_sigkill_and_restart_with_routing_state_pending(tmp_path):
                                                           bob_id: "online"}
         handed = await push_where(bob, 32401, lambda d: d["guest_info"]["gid"] == gid2)
         assert handed["data"]["from_aix"] is None
-        assert [m["id"] for m in handed["data"]["recs"]] == [id2]
+        # The guest's message, then the busy reply cschat gave it while it waited.
+        assert [(m["id"], m["sender"]) for m in handed["data"]["recs"]][0] == (id2, "guest")
+        assert [m["event"]["event"] for m in handed["data"]["recs"][1:]] == ["busy"]
         assert routing_row(tmp_path, gid2) == (bob_id, None)
 
         # The grace ends: Alice is offline, her offline guest is released.

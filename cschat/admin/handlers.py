@@ -80,6 +80,17 @@ class GroupHandler(AdminHandler):
                                                    self.actor))
 
 
+class GroupSettingsHandler(AdminHandler):
+    """``/api/admin/groups/<id>/settings``"""
+
+    async def get(self, group_id: str) -> None:
+        await self.respond(self.admin.group_settings(self.path_id(group_id)))
+
+    async def put(self, group_id: str) -> None:
+        await self.respond(self.admin.save_group_settings(self.path_id(group_id), self.body(),
+                                                          self.actor))
+
+
 class AgentsHandler(AdminHandler):
     """``/api/admin/agents``"""
 
@@ -206,6 +217,7 @@ def routes(server: Server) -> list[tuple]:
     return [
         (r"/api/admin/groups", GroupsHandler, context),
         (rf"/api/admin/groups/{number}", GroupHandler, context),
+        (rf"/api/admin/groups/{number}/settings", GroupSettingsHandler, context),
         (r"/api/admin/agents", AgentsHandler, context),
         (rf"/api/admin/agents/{number}", AgentHandler, context),
         (r"/api/admin/audit", AuditHandler, context),

@@ -72,7 +72,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.conversations = self.guest_messages = self.agent_messages = 0
-        self.queued = self.missed = 0
+        self.queued = self.missed = self.rating_sum = self.ratings = 0
         self.responses: list[int] = []
         self.waits: list[int] = []
 
@@ -84,7 +84,9 @@ class _Tally:
                 "first_response_p90": _seconds(_p90(self.responses)),
                 "queued": self.queued, "queue_wait_median": _seconds(_median(self.waits)),
                 "queue_wait_max": _seconds(max(self.waits, default=None)),
-                "missed": self.missed, "rating_average": None}
+                "missed": self.missed,
+                "rating_average": round(self.rating_sum / self.ratings, 2) if self.ratings
+                else None}
 
 
 def _median(values: list[int]) -> float | None:
@@ -109,11 +111,13 @@ def build(query: ReportQuery, data: ReportData, agents: list[dict]) -> dict:
     by_day = [_Tally() for _ in days]
     by_agent: dict[int, _Tally] = defaultdict(_Tally)
     total = _Tally()
-    for day, admin_id, started, queued, missed in data.conversations:
+    for day, admin_id, started, queued, missed, rating_sum, ratings in data.conversations:
         for tally in (by_day[day], total, by_agent[admin_id]):
             tally.conversations += started
             tally.queued += queued
             tally.missed += missed
+            tally.rating_sum += rating_sum
+            tally.ratings += ratings
     for day, responder_id, response_ms in data.responses:
         for tally in (by_day[day], total, by_agent[responder_id]):
             tally.responses.append(response_ms)

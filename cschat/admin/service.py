@@ -15,6 +15,7 @@ from cschat.accounts import PASSWORD_MAX_LENGTH
 from cschat.admin import reports
 from cschat.admin.errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, AdminError, bad_input
 from cschat.auth import TokenError, is_web_url
+from cschat.availability import SettingsError, check_settings
 from cschat.store import Actor
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 ROLES = ("agent", "admin")
 WEBHOOK_EVENTS = ("conversation.created", "message.created", "conversation.assigned",
-                  "conversation.transferred", "conversation.ended")
+                  "conversation.transferred", "conversation.ended", "conversation.rated")
 NAME_MAX_LENGTH = 64
 CANNED_SHORTCUT_MAX_LENGTH, CANNED_TEXT_MAX_LENGTH = 32, 2000
 USERNAME_MAX_LENGTH = 128
@@ -92,6 +93,7 @@ class AdminService:
     def __init__(self, store: Store, chat: ChatService, desk: DeskService, accounts: Accounts,
                  settings: Any):
         self.store, self.chat, self.desk, self.accounts = store, chat, desk, accounts
+        self.reception = chat.reception
         self._min_password = settings.auth["min_password_length"]
         self._capacity = settings.chat["agent_capacity"]
 
@@ -139,6 +141,22 @@ class AdminService:
         group = await self.store.update_group(group_id, changes, actor)
         await self.chat.refresh_directory()
         return {"group": _group(group)}
+
+    async def group_settings(self, group_id: int) -> dict:
+        if await self.store.group(group_id) is None:
+            raise AdminError(404, NOT_FOUND, f"no group {group_id}")
+        return {"settings": self.reception.settings_of(group_id),
+                "availability": self.reception.availability(group_id)}
+
+    async def save_group_settings(self, group_id: int, body: dict, actor: Actor) -> dict:
+        """Replace a group's business hours, texts and address; in effect at once."""
+        try:
+            settings = check_settings(body)
+        except SettingsError as error:
+            raise bad_input(str(error)) from None
+        await self.store.save_group_settings(group_id, settings, actor)
+        self.reception.set_group_settings(group_id, settings)
+        return await self.group_settings(group_id)
 
     # -- agents --------------------------------------------------------------------------
 

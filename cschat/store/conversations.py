@@ -22,8 +22,9 @@ ROUTED, TRANSFERRED, ENDED_BY_AGENT = "route", "transfer", "end"
 TEXT = 0  # file_type of a text message; any other body is JSON
 
 
-def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> None:
-    """Count ``message`` (just inserted) in its conversation and the statistics.
+def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> bool:
+    """Count ``message`` (just inserted) in its conversation and the statistics; True
+    when it started a conversation.
 
     ``guest`` is the guest's row after the message: ``gid``, ``group_id``,
     ``uid``, ``name``, ``assigned_aix``, ``queued_at``, ``conversation_id``,
@@ -32,11 +33,12 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
     """
     sender, at = message["sender"], message["created_at"]
     if sender == "system":
-        return
+        return False
     conn.execute(
         "INSERT INTO message_stats (bucket, group_id, admin_id, sender, count) "
         "VALUES (?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET count = count + 1",
         (at // STATS_BUCKET_MS, guest["group_id"], message["admin_id"] or 0, sender))
+    started = guest["conversation_id"] is None
     conversation_id = guest["conversation_id"] or _start(conn, guest, message)
     if message["file_type"] == TEXT:
         conn.execute("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
@@ -62,6 +64,7 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
                     "msg": message["body"] if message["file_type"] == TEXT
                     else json.loads(message["body"]),
                     "client_msg_id": message["client_msg_id"], "created_at": at}})
+    return started
 
 
 def _start(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> int:

@@ -36,6 +36,7 @@ from cschat.store.desk import DeskQueries
 from cschat.store.directory import DirectoryQueries
 from cschat.store.errors import FileRefused, StorageUnavailable, StoreError
 from cschat.store.outbox import OutboxQueries
+from cschat.store.reception import ReceptionQueries
 from cschat.store.reports import ReportQueries
 from cschat.store.schema import migrate
 from cschat.store.util import LAST_MESSAGE_COLUMNS, MESSAGE_FIELDS, message_of, now_ms, one
@@ -147,7 +148,7 @@ class _Connection(sqlite3.Connection):
     wrote_outbox = False
 
 
-class Store(DirectoryQueries, DeskQueries, OutboxQueries, ReportQueries):
+class Store(DirectoryQueries, DeskQueries, ReceptionQueries, OutboxQueries, ReportQueries):
     """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
 
     def __init__(self, path: str, synchronous: str = "full", max_wal_bytes: int = 32 << 20):
@@ -447,7 +448,7 @@ class Store(DirectoryQueries, DeskQueries, OutboxQueries, ReportQueries):
                        "admin_id": admin_id, "file_type": file_type, "body": stored_body,
                        "client_msg_id": client_msg_id, "created_at": created_at,
                        "event": event, "read": False}
-            record_message(conn, guest, message)
+            message["started_conversation"] = record_message(conn, guest, message)
             return message, True
         return self.write(unit)
 

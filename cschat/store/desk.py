@@ -17,7 +17,8 @@ MAX_NOTES = 500
 
 _CONVERSATION_COLUMNS = (
     "c.id AS conversation_id, c.gid, c.group_id, g.name, c.started_at, c.ended_at, c.admin_id, "
-    "c.guest_messages, c.agent_messages, c.first_message_id, c.last_message_id, "
+    "c.guest_messages, c.agent_messages, c.first_message_id, c.last_message_id, c.rating, "
+    "c.rating_comment, "
     "g.queued_at IS NOT NULL AND c.ended_at IS NULL AS waiting, "
     "(SELECT json_group_array(tag) FROM (SELECT tag FROM conversation_tags t "
     "WHERE t.conversation_id = c.id ORDER BY tag)) AS tags, g.agent_read_id, g.guest_read_id, "

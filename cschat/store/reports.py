@@ -18,7 +18,8 @@ from cschat.store.util import now_ms
 @dataclasses.dataclass(frozen=True)
 class ReportData:
     """Rows keyed by ``day`` (the index of the day in the span) and an agent (None or 0
-    when there is none): conversations ``(day, admin_id, started, queued, missed)``;
+    when there is none): conversations ``(day, admin_id, started, queued, missed,
+    sum of ratings, ratings)``;
     ``responses`` ``(day, responder_id, ms)``; ``waits`` ``(day, admin_id, ms)``;
     ``messages`` ``(day, admin_id, sender, count)``."""
 
@@ -63,7 +64,8 @@ class ReportQueries:
                 return [tuple(row) for row in conn.execute(sql, params)]
             conversations = run(in_days(
                 "x.admin_id, COUNT(*), SUM(x.queued), SUM(x.ended_at IS NOT NULL AND "
-                "x.guest_messages > 0 AND x.first_response_at IS NULL)",
+                "x.guest_messages > 0 AND x.first_response_at IS NULL), "
+                "COALESCE(SUM(x.rating), 0), COUNT(x.rating)",
                 "GROUP BY d.n, x.admin_id"))
             responses = run(in_days("x.responder_id, x.first_response_at - x.first_guest_at",
                                     where="AND +x.first_response_at IS NOT NULL"))

@@ -261,6 +261,17 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
             body, content='', tokenize='unicode61 remove_diacritics 2')""",
         lambda conn: _index_old_messages(conn),
     ],
+    [
+        # A group's business hours, greeting and automatic replies, and the address
+        # its mail goes to, as JSON checked by cschat.availability.
+        """CREATE TABLE group_settings (
+            group_id INTEGER PRIMARY KEY REFERENCES groups(id),
+            settings TEXT NOT NULL,
+            updated_at INTEGER NOT NULL)""",
+        """ALTER TABLE conversations ADD COLUMN rating INTEGER""",
+        """ALTER TABLE conversations ADD COLUMN rating_comment TEXT""",
+        """ALTER TABLE conversations ADD COLUMN rated_at INTEGER""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
