@@ -24,6 +24,7 @@ from cschat.listener import GuardedHTTPServer, raise_file_limit
 from cschat.logs import log_request
 from cschat.media_handlers import FileHandler, UploadHandler
 from cschat.metrics import Metrics, MetricsHandler, snapshot_of
+from cschat.outbox.mail import mail_worker
 from cschat.outbox.webhooks import webhook_worker
 from cschat.reception import Reception
 from cschat.settings import Settings
@@ -85,9 +86,12 @@ class Server:
         self.broker = MemoryBroker()
         self.metrics = Metrics(lambda: snapshot_of(self))
         self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat,
-                                self.metrics, self.settings.privacy["store_ip"])
+                                self.metrics, self.settings.privacy["store_ip"],
+                                mail_enabled=bool(self.settings.email["smtp_host"]))
+        self.store.reply_batch_ms = self.settings.email["reply_batch_seconds"] * 1000
         self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat)
-        self.reception = self.chat.reception = Reception(self.store, self.broker, self.chat)
+        self.reception = self.chat.reception = Reception(
+            self.store, self.broker, self.chat, self.settings.email["queue_alert_seconds"])
         await self.chat.start()
         await self.reception.start()
         self.admin = AdminService(self.store, self.chat, self.desk, self.accounts,
@@ -95,6 +99,10 @@ class Server:
         self.webhooks, self._webhook_sender = webhook_worker(
             self.store, self.settings.webhooks, self.metrics.webhook_delivery)
         self.webhooks.start()
+        self.mail = mail_worker(self.store, self.reception, self.settings.email,
+                                self.settings.webhooks)
+        if self.chat.mail_enabled:  # with no SMTP server, no mail is ever queued
+            self.mail.start()
         raise_file_limit()
         server = self.settings.server
         self._http = GuardedHTTPServer(
@@ -181,6 +189,7 @@ class Server:
         self.reception.stop()
         await self.chat.stop()
         await self.webhooks.stop()
+        await self.mail.stop()
         self._webhook_sender.close()
         self.accounts.close()
         if self._http is not None:

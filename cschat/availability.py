@@ -66,12 +66,13 @@ def check_settings(raw: Any) -> dict:
         settings[field] = {language: text.strip() for language, text in texts.items()
                            if text.strip()}
     email = settings["notify_email"]
-    if email is not None and (not isinstance(email, str) or not _is_address(email)):
+    if email is not None and (not isinstance(email, str) or not is_address(email)):
         raise SettingsError("notify_email must be an e-mail address or null")
     return settings
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
+    """A plausible e-mail address (one @, a dot in the domain, no spaces or brackets)."""
     return bool(re.fullmatch(r"[^@\s<>\"]{1,64}@[^@\s<>\"]{1,255}\.[^@\s<>\".]{2,63}", text))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from cschat import protocol as p
 from cschat.auth import TokenError, Tokens, WrongRole
+from cschat.availability import is_address
 from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel, guest_channel
 from cschat.messages import message_info, parse_message
 from cschat.metrics import Metrics
@@ -40,6 +41,7 @@ RECENT_MESSAGES = 20
 MAX_PAGE_INDEX = 10**9  # keeps the page's offset within SQLite's 64-bit integers
 DIRECTORY_POLL_SECONDS = 1.0
 MESSAGE_OVERHEAD_BYTES = 200  # a message_info's keys and numbers around its body
+NAME_MAX_LENGTH = 64
 
 
 @dataclasses.dataclass(eq=False)
@@ -112,7 +114,7 @@ class ChatService:
     """Presence, routing and messaging of one server. Start with :meth:`start`."""
 
     def __init__(self, store: Store, broker: MemoryBroker, tokens: Tokens, chat_settings: dict,
-                 metrics: Metrics, store_ip: bool = False):
+                 metrics: Metrics, store_ip: bool = False, mail_enabled: bool = False):
         self.store = store
         self.metrics = metrics
         self.broker = broker
@@ -129,6 +131,7 @@ class ChatService:
         self.blocked: set[int] = set()  # guests whose messages are refused (禁言)
         self.reception: Reception  # set by the server once both exist
         self.store_ip = store_ip  # [privacy] store_ip
+        self.mail_enabled = mail_enabled  # [email] smtp_host is set
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -315,8 +318,10 @@ class ChatService:
             raise ApiError(-32304, "the guest is not assigned to you")
         attachment = (Attachment(body, file_type, group_id=session.group_id)
                       if file_type in p.MEDIA_TYPES else None)
-        stored = self.store.add_message(gid, "agent", session.admin_id, file_type, body,
-                                        client_msg_id, attachment)
+        # A guest who is away and left an address gets the replies by mail, batched.
+        stored = self.store.add_message(
+            gid, "agent", session.admin_id, file_type, body, client_msg_id, attachment,
+            mail_if_unread=self.mail_enabled and not self.routing.guest_online(gid))
         return _when_stored(stored, -32300, lambda message, created: self._agent_sent(
             session, conversation, message, created))
 
@@ -545,6 +550,35 @@ class ChatService:
             raise ApiError(-22307, "you cannot send messages in this chat")
         file_type, body = parse_message(params, -22300, self.settings["max_message_length"])
         client_msg_id = p.client_msg_id(params)
+        conversation = self._route_for_message(session)
+        attachment = (Attachment(body, file_type, guest_gid=session.gid)
+                      if file_type in p.MEDIA_TYPES else None)
+        stored = self.store.add_message(session.gid, "guest", None, file_type, body,
+                                        client_msg_id, attachment)
+        return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
+            session, conversation, message, created))
+
+    def guest_leave_message(self, session: Session, params: dict) -> asyncio.Future:
+        """22900: the away form — the visitor's name, e-mail and message. The message is
+        a normal one (it waits in the queue); the shop is mailed."""
+        if session.gid in self.blocked:
+            raise ApiError(-22307, "you cannot send messages in this chat")
+        name = params.get("name", "")
+        if not isinstance(name, str) or len(name.strip()) > NAME_MAX_LENGTH:
+            raise ApiError(-22901, f"name must have at most {NAME_MAX_LENGTH} characters")
+        address = params.get("email")
+        if not isinstance(address, str) or not is_address(address.strip()):
+            raise ApiError(-22902, "email must be an e-mail address")
+        _, body = parse_message({"msg": params.get("msg")}, -22300,
+                                self.settings["max_message_length"])
+        conversation = self._route_for_message(session)
+        stored = self.store.leave_message(session.gid, name.strip(), address.strip(), body,
+                                          p.client_msg_id(params), self.mail_enabled)
+        return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
+            session, conversation, message, created))
+
+    def _route_for_message(self, session: Session) -> Conversation:
+        """The guest's conversation, routed first if it has no agent (R24)."""
         conversation = self.routing.conversation(session.gid, session.group_id)
         if self._needs_routing(conversation):
             self._route(conversation)
@@ -552,12 +586,7 @@ class ChatService:
             # file) cannot leave an assignment nobody was told of.
             self._save_routing([conversation]).add_done_callback(
                 lambda saved: saved.exception() or self._announce([conversation], saved.result()))
-        attachment = (Attachment(body, file_type, guest_gid=session.gid)
-                      if file_type in p.MEDIA_TYPES else None)
-        stored = self.store.add_message(session.gid, "guest", None, file_type, body,
-                                        client_msg_id, attachment)
-        return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
-            session, conversation, message, created))
+        return conversation
 
     def _guest_sent(self, session: Session, conversation: Conversation, message: dict,
                     created: bool) -> dict:

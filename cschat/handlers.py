@@ -57,11 +57,13 @@ _APIS = {
     p.GUEST_TYPING: ("guest", "chat", "guest_typing"),
     p.GUEST_PAGE: ("guest", "desk", "guest_page"),
     p.RATE: ("guest", "reception", "rate"),
+    p.LEAVE_MESSAGE: ("guest", "chat", "guest_leave_message"),
+    p.TRANSCRIPT: ("guest", "reception", "transcript"),
 }
 _LOGINS = {p.AGENT_LOGIN: "agent", p.GUEST_LOGIN: "guest"}
 # Sends answer after their commit, on the hot path; the pushes they cause go to
 # other connections (R21), so they need not hold this connection's pushes back.
-_SENDS = (p.AGENT_SEND, p.GUEST_SEND)
+_SENDS = (p.AGENT_SEND, p.GUEST_SEND, p.LEAVE_MESSAGE)
 _CALL_TYPES = {"agent": p.AGENT, "guest": p.GUEST}
 INTERNAL_ERROR = -10000
 CLOSE_POLICY = 1008  # RFC 6455: the peer broke a rule (too slow, too many connections)

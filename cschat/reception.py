@@ -17,10 +17,18 @@ import time
 from typing import TYPE_CHECKING
 
 from cschat import protocol as p
-from cschat.availability import AWAY, BUSY, DEFAULT_SETTINGS, availability, is_open, text_for
+from cschat.availability import (
+    AWAY,
+    BUSY,
+    DEFAULT_SETTINGS,
+    availability,
+    is_address,
+    is_open,
+    text_for,
+)
 from cschat.broker import MemoryBroker, Subscriber, agent_channel, visitors_channel
 from cschat.protocol import ApiError
-from cschat.store import Store
+from cschat.store import Conflict, Store
 
 if TYPE_CHECKING:
     from cschat.chat import ChatService, Session
@@ -39,8 +47,11 @@ PUSH_RATED = 32951
 class Reception:
     """Availability, greetings, automatic replies and ratings of one server."""
 
-    def __init__(self, store: Store, broker: MemoryBroker, chat: ChatService):
+    def __init__(self, store: Store, broker: MemoryBroker, chat: ChatService,
+                 queue_alert_seconds: int):
         self.store, self.broker, self.chat = store, broker, chat
+        self.queue_alert_ms = queue_alert_seconds * 1000
+        self._alerted: set[int] = set()  # guests whose long wait the shop was mailed about
         self.group_settings: dict[int, dict] = {}
         self._announced: dict[int, str] = {}  # group → availability last pushed
         self._open: dict[int, bool] = {}  # group → within business hours at the last look
@@ -111,6 +122,20 @@ class Reception:
                     self._announce(group_id)
                 except Exception:  # noqa: BLE001 - one group must not stop the others
                     log.exception("availability of group %d", group_id)
+            if self.chat.mail_enabled:
+                self._alert_long_waits()
+
+    def _alert_long_waits(self) -> None:
+        """Mail the shop about conversations waiting in a queue past ``queue_alert_seconds``
+        (once each: the database remembers it across restarts)."""
+        now = time.time() * 1000
+        waiting = {c.gid for group_id in self.chat.routing.queues
+                   for c in self.chat.routing.queued(group_id)
+                   if now - c.queued_at > self.queue_alert_ms}
+        self._alerted &= waiting
+        for gid in waiting - self._alerted:
+            self._alerted.add(gid)
+            self.chat.spawn(self.store.alert_long_wait(gid))
 
     def _announce(self, group_id: int) -> None:
         opened = self.is_open(group_id)
@@ -145,6 +170,26 @@ class Reception:
             if kind == "away_reply" else
             f"All our agents are busy; you are number {event['queue_position']} in line.")
         self.chat.spawn(self.chat.system_message(conversation, None, english, event))
+
+    # -- transcripts --------------------------------------------------------------------------
+
+    async def transcript(self, session: Session, params: dict) -> dict:
+        """22960: mail me the transcript of my conversation (to ``email``, else to the
+        address I left)."""
+        if not self.chat.mail_enabled:
+            raise ApiError(-22962, "this shop does not send e-mail")
+        address = params.get("email")
+        if address is not None and (not isinstance(address, str)
+                                    or not is_address(address.strip())):
+            raise ApiError(-22902, "email must be an e-mail address")
+        try:
+            sent_to = await self.store.request_transcript(session.gid,
+                                                          address.strip() if address else None)
+        except Conflict:
+            raise ApiError(-22963, "a transcript was sent a few minutes ago") from None
+        if sent_to is None:
+            raise ApiError(-22961, "no conversation yet, or no address to send it to")
+        return {"email": sent_to}
 
     # -- ratings -------------------------------------------------------------------------------
 

@@ -286,6 +286,31 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
         "concurrency": Setting(
             "8", _integer(1, 256), "Deliveries under way at once, over all webhooks."),
     },
+    "email": {
+        "smtp_host": Setting(
+            "", _text, "SMTP server that sends cschat's mail; empty: nothing is mailed."),
+        "smtp_port": Setting("587", _integer(1, 65535), "Its port."),
+        "security": Setting(
+            "starttls", _choice("starttls", "tls", "none"),
+            "starttls (upgrade a plain connection), tls (TLS from the start, port 465) or "
+            "none (a relay on this box only)."),
+        "username": Setting("", _text, "SMTP user name; empty: no login."),
+        "password": Setting("", _text, "SMTP password."),
+        "from": Setting("", _text,
+                        "The From address of cschat's mail, e.g. Shop <help@shop.example>."),
+        "notify": Setting(
+            "", _text,
+            "The shop's address for left messages and long waits; a group's notify_email "
+            "(admin settings) overrides it."),
+        "reply_batch_seconds": Setting(
+            "120", _integer(1),
+            "An agent's replies to a visitor who is offline and left an e-mail are mailed at "
+            "most once per conversation per this many seconds, together."),
+        "queue_alert_seconds": Setting(
+            "600", _integer(1),
+            "The shop is mailed when a conversation has waited in the queue this long."),
+        "timeout": Setting("30", _integer(1, 600), "Seconds an SMTP exchange may take."),
+    },
     "privacy": {
         "store_ip": Setting(
             "false", _boolean,

@@ -241,3 +241,19 @@ async def test_an_unconfirmed_delivery_is_sent_again_after_sigkill(tmp_path, rec
         assert read_db(tmp_path, "SELECT state FROM outbox") == [("delivered",)] * 3
     finally:
         server.stop()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_left_message_and_rating_events(make_server, receiver):
+    # PROTOCOL §11: visitor.left_message (the away form) and conversation.rated
+    h, group, admin, agent = await webhook_server(
+        make_server, receiver, ["visitor.left_message", "conversation.rated"])
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22900, name="Ann", email="ann@example.org", msg="call me back")
+    await guest.ok(22950, rating=2, comment="slow")
+    left, rated = await receiver.wait_for(2)
+    assert (left["event"], left["data"]["email"], left["data"]["msg"]) == (
+        "visitor.left_message", "ann@example.org", "call me back")
+    assert (rated["event"], rated["data"]["rating"], rated["data"]["comment"]) == (
+        "conversation.rated", 2, "slow")
+    assert rated["data"]["conversation_id"] == left["data"]["conversation_id"]

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 ROLES = ("agent", "admin")
 WEBHOOK_EVENTS = ("conversation.created", "message.created", "conversation.assigned",
-                  "conversation.transferred", "conversation.ended", "conversation.rated")
+                  "conversation.transferred", "conversation.ended", "conversation.rated",
+                  "visitor.left_message")
 NAME_MAX_LENGTH = 64
 CANNED_SHORTCUT_MAX_LENGTH, CANNED_TEXT_MAX_LENGTH = 32, 2000
 USERNAME_MAX_LENGTH = 128
@@ -146,7 +147,8 @@ class AdminService:
         if await self.store.group(group_id) is None:
             raise AdminError(404, NOT_FOUND, f"no group {group_id}")
         return {"settings": self.reception.settings_of(group_id),
-                "availability": self.reception.availability(group_id)}
+                "availability": self.reception.availability(group_id),
+                "mail_configured": self.chat.mail_enabled}
 
     async def save_group_settings(self, group_id: int, body: dict, actor: Actor) -> dict:
         """Replace a group's business hours, texts and address; in effect at once."""

@@ -73,6 +73,8 @@ class OutboxWorker:
         self.policy, self.concurrency, self.keep_days = policy, concurrency, keep_days
         self._on_attempt = on_attempt
         self._task: asyncio.Task | None = None
+        self._written = asyncio.Event()
+        store.outbox_listeners.append(self._written)
         self._failures = ThrottledLog(log)
         self._pruned_at = 0
 
@@ -96,13 +98,13 @@ class OutboxWorker:
                 wait = ERROR_PAUSE_SECONDS
             if wait:
                 try:
-                    await asyncio.wait_for(self.store.outbox_written.wait(), wait)
+                    await asyncio.wait_for(self._written.wait(), wait)
                 except TimeoutError:
                     pass
 
     async def _round(self) -> float:
         """Deliver what is due; return how long to wait for more (0: look again now)."""
-        self.store.outbox_written.clear()
+        self._written.clear()
         if now_ms() - self._pruned_at > PRUNE_SECONDS * 1000:
             self._pruned_at = now_ms()
             await self.store.prune_outbox(self._pruned_at - self.keep_days * 86_400_000)

@@ -8,9 +8,10 @@ webhooks and the outbox (:mod:`~cschat.store.outbox`), reports
 (:mod:`~cschat.store.reports`); the schema is :mod:`~cschat.store.schema`.
 """
 
-from cschat.store.core import Attachment, Store, UploadUsage, file_object
+from cschat.store.core import Store, UploadUsage
 from cschat.store.directory import COMMAND_LINE, DEMO, Actor
 from cschat.store.errors import Conflict, FileRefused, NotFound, StorageUnavailable, StoreError
+from cschat.store.messages import Attachment, file_object
 from cschat.store.schema import SCHEMA_VERSION
 from cschat.store.util import now_ms
 

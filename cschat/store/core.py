@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import secrets
@@ -31,15 +30,17 @@ from typing import Any
 import aiosqlite
 
 from cschat.logs import ThrottledLog
-from cschat.store.conversations import ROUTED, record_message, record_routing
+from cschat.store.conversations import ROUTED, record_routing
 from cschat.store.desk import DeskQueries
 from cschat.store.directory import DirectoryQueries
-from cschat.store.errors import FileRefused, StorageUnavailable, StoreError
+from cschat.store.errors import StorageUnavailable, StoreError
+from cschat.store.mail import MailQueries, queue_replies_mail
+from cschat.store.messages import MESSAGE_COLUMNS, Attachment, insert_message
 from cschat.store.outbox import OutboxQueries
 from cschat.store.reception import ReceptionQueries
 from cschat.store.reports import ReportQueries
 from cschat.store.schema import migrate
-from cschat.store.util import LAST_MESSAGE_COLUMNS, MESSAGE_FIELDS, message_of, now_ms, one
+from cschat.store.util import LAST_MESSAGE_COLUMNS, message_of, now_ms, one
 
 log = logging.getLogger("cschat.store")
 
@@ -50,29 +51,12 @@ _PROBE_BYTES = 256 * 1024
 CHECKPOINT_SECONDS = 1.0
 
 
-_MESSAGE_COLUMNS = ", ".join(f"m.{c}" for c in MESSAGE_FIELDS)
 _GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.assigned_aix, " \
                  "g.last_aix, g.queued_at, g.last_message_id, g.message_count, g.agent_read_id, " \
                  "g.guest_read_id, g.unread_by_agent, g.unread_by_guest, g.context, g.visits, " \
                  "g.created_at, g.conversation_id, g.blocked_at, " \
                  "(SELECT json_group_array(tag) FROM (SELECT tag FROM conversation_tags t " \
                  "WHERE t.conversation_id = g.conversation_id ORDER BY tag)) AS tags"
-
-
-# What a new message changes on its conversation besides the counters every message moves.
-_COUNTERS_OF_SENDER = {"guest": ", unread_by_agent = unread_by_agent + 1, engaged = 1",
-                       "agent": ", unread_by_guest = unread_by_guest + 1", "system": ""}
-
-
-@dataclasses.dataclass(frozen=True)
-class Attachment:
-    """The file a media message sends, and who may send it: the uploading guest
-    (``guest_gid``) or any agent of the file's group (``group_id``)."""
-
-    file_id: str
-    file_type: int
-    guest_gid: int | None = None
-    group_id: int | None = None
 
 
 def _guest(row: sqlite3.Row) -> dict:
@@ -148,7 +132,8 @@ class _Connection(sqlite3.Connection):
     wrote_outbox = False
 
 
-class Store(DirectoryQueries, DeskQueries, ReceptionQueries, OutboxQueries, ReportQueries):
+class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, OutboxQueries,
+            ReportQueries):
     """The database of one cschat instance. Open with :meth:`open`, end with :meth:`close`."""
 
     def __init__(self, path: str, synchronous: str = "full", max_wal_bytes: int = 32 << 20):
@@ -164,8 +149,9 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, OutboxQueries, Repo
         self._checkpoint_task: asyncio.Task | None = None
         self._closing = False
         self.healthy = True  # False from a failed commit until one succeeds
-        # Set when a commit queued outbox rows: the outbox worker waits on it.
-        self.outbox_written = asyncio.Event()
+        # Each outbox worker's event, set when a commit queued outbox rows.
+        self.outbox_listeners: list[asyncio.Event] = []
+        self.reply_batch_ms = 120_000  # [email] reply_batch_seconds, in ms
         self._failures = ThrottledLog(log)
         self._wal_retry_at = 0.0
 
@@ -289,7 +275,8 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, OutboxQueries, Repo
         else:
             if self._writer._conn.wrote_outbox:
                 self._writer._conn.wrote_outbox = False
-                self.outbox_written.set()
+                for listener in self.outbox_listeners:
+                    listener.set()
             # A unit may fail alone on a full disk while the (empty) commit succeeds.
             self.healthy = not any(not ok and isinstance(value, StorageUnavailable)
                                    for ok, value in outcomes)
@@ -411,45 +398,24 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, OutboxQueries, Repo
     def add_message(self, gid: int, sender: str, admin_id: int | None, file_type: int,
                     body: str, client_msg_id: str | None,
                     attachment: Attachment | None = None,
-                    event: str | None = None) -> asyncio.Future:
+                    event: str | None = None, mail_if_unread: bool = False
+                    ) -> asyncio.Future:
         """Queue a message for the next commit (PROTOCOL R20, R21).
 
         The future resolves to ``(message, created)``: the stored message as a
         dict, and False when a message of the same sender with the same
         ``client_msg_id`` already existed (that first message is returned).
         With an ``attachment``, the body becomes its file object (R25) and the
-        file is marked used, or the future raises :class:`FileRefused`.
+        file is marked used, or the future raises :class:`FileRefused`. With
+        ``mail_if_unread`` (an agent's message to a guest who is offline), the
+        guest is mailed its unread replies, batched, if it left an address.
         """
         def unit(conn):
-            if client_msg_id is not None:
-                owner = ("gid", gid) if sender == "guest" else ("admin_id", admin_id)
-                row = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS}, g.agent_read_id, g.guest_read_id "
-                    "FROM messages m JOIN guests g ON g.gid = m.gid "
-                    f"WHERE m.sender = ? AND m.{owner[0]} = ? AND m.client_msg_id = ?",
-                    (sender, owner[1], client_msg_id)).fetchone()
-                if row is not None:
-                    return message_of(row, row["agent_read_id"], row["guest_read_id"]), False
-            stored_body = body if attachment is None else _claim_file(conn, attachment)
-            created_at = now_ms()
-            cursor = conn.execute(
-                "INSERT INTO messages (gid, sender, admin_id, file_type, body, client_msg_id, "
-                "created_at, event, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                "(SELECT message_count + 1 FROM guests WHERE gid = ?))",
-                (gid, sender, admin_id, file_type, stored_body, client_msg_id, created_at, event,
-                 gid))
-            guest = conn.execute(
-                "UPDATE guests SET last_message_id = ?, updated_at = ?, "
-                f"message_count = message_count + 1{_COUNTERS_OF_SENDER[sender]} WHERE gid = ? "
-                "RETURNING gid, group_id, uid, name, assigned_aix, queued_at, conversation_id, "
-                "context",
-                (cursor.lastrowid, created_at, gid)).fetchone()
-            message = {"id": cursor.lastrowid, "gid": gid, "sender": sender,
-                       "admin_id": admin_id, "file_type": file_type, "body": stored_body,
-                       "client_msg_id": client_msg_id, "created_at": created_at,
-                       "event": event, "read": False}
-            message["started_conversation"] = record_message(conn, guest, message)
-            return message, True
+            message, created = insert_message(conn, gid, sender, admin_id, file_type, body,
+                                              client_msg_id, attachment, event)
+            if created and mail_if_unread:
+                queue_replies_mail(conn, gid, self.reply_batch_ms)
+            return message, created
         return self.write(unit)
 
     async def mark_read(self, gid: int, reader: str) -> int:
@@ -543,7 +509,7 @@ def _history(conn: sqlite3.Connection, gid: int, page_index: int, page_size: int
     guest = conn.execute(
         "SELECT message_count, agent_read_id, guest_read_id FROM guests WHERE gid = ?",
         (gid,)).fetchone()
-    sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.gid = ?"
+    sql = f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.gid = ?"
     params: list[Any] = [gid]
     if after_id is not None:
         sql += " AND m.id > ?"
@@ -588,29 +554,3 @@ def _upload_usage(conn: sqlite3.Connection, uploader: str, uploader_id: int,
         "SELECT COUNT(*) FROM files WHERE uploader = ? AND uploader_id = ? AND used = 0",
         (uploader, uploader_id)).fetchone()[0]
     return UploadUsage(size, oldest, unsent)
-
-
-def file_object(row: sqlite3.Row | dict) -> dict:
-    """The file object of PROTOCOL R25 for a files row."""
-    obj = {"file_id": row["id"], "url": f"/files/{row['id']}", "name": row["name"],
-           "size": row["size"], "mime": row["mime"]}
-    if row["width"] is not None:
-        obj.update(width=row["width"], height=row["height"])
-    if row["thumb_path"]:
-        obj["thumb_url"] = f"/files/{row['id']}/thumb"
-    return obj
-
-
-def _claim_file(conn: sqlite3.Connection, attachment: Attachment) -> str:
-    row = conn.execute("SELECT * FROM files WHERE id = ?", (attachment.file_id,)).fetchone()
-    allowed = row is not None and (
-        (row["uploader"] == "guest" and row["uploader_id"] == attachment.guest_gid)
-        if attachment.guest_gid is not None else row["group_id"] == attachment.group_id)
-    if not allowed:
-        raise FileRefused("unknown file id")
-    if row["file_type"] != attachment.file_type:
-        raise FileRefused(f"the file is file_type {row['file_type']}", wrong_type=True)
-    conn.execute("UPDATE files SET used = 1 WHERE id = ? AND used = 0", (attachment.file_id,))
-    return json.dumps(file_object(row), ensure_ascii=False, separators=(",", ":"))
-
-

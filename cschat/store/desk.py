@@ -18,6 +18,7 @@ MAX_NOTES = 500
 _CONVERSATION_COLUMNS = (
     "c.id AS conversation_id, c.gid, c.group_id, g.name, c.started_at, c.ended_at, c.admin_id, "
     "c.guest_messages, c.agent_messages, c.first_message_id, c.last_message_id, c.rating, "
+    "c.left_message, "
     "c.rating_comment, "
     "g.queued_at IS NOT NULL AND c.ended_at IS NULL AS waiting, "
     "(SELECT json_group_array(tag) FROM (SELECT tag FROM conversation_tags t "
@@ -35,7 +36,8 @@ def _conversation(row: sqlite3.Row) -> dict:
     last = message_of(row, row["agent_read_id"], row["guest_read_id"], "lm_") \
         if row["lm_id"] is not None else None
     return {**conversation, "state": "open" if row["ended_at"] is None else "ended",
-            "waiting": bool(row["waiting"]), "tags": json.loads(row["tags"]),
+            "waiting": bool(row["waiting"]), "left_message": bool(row["left_message"]),
+            "tags": json.loads(row["tags"]),
             "last_message": last}
 
 

@@ -272,6 +272,12 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         """ALTER TABLE conversations ADD COLUMN rating_comment TEXT""",
         """ALTER TABLE conversations ADD COLUMN rated_at INTEGER""",
     ],
+    [
+        # The visitor left a message while nobody could answer (the away form).
+        """ALTER TABLE conversations ADD COLUMN left_message INTEGER NOT NULL DEFAULT 0""",
+        # The shop was mailed that this conversation waited too long.
+        """ALTER TABLE conversations ADD COLUMN queue_alerted INTEGER NOT NULL DEFAULT 0""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
