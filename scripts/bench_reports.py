@@ -42,9 +42,8 @@ def build(path: str, messages: int, per_conversation: int, text=numbered) -> lis
     ``text(rng, gid, position)`` makes each message's text; text messages are also
     added to the search index, as the chat does.
     """
-    from cschat.store.search import index_text
-
     from cschat.store import Store
+    from cschat.store.search import index_text
 
     async def create() -> None:
         store = await Store(path).open()
