@@ -127,6 +127,7 @@ SATURATION_SECONDS = 60
 MAX_WAL_BYTES = 1 << 20
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test(timeout=SATURATION_SECONDS + 60)
 async def test_the_wal_stays_small_through_a_minute_of_saturation(make_server):
     # Faults (the WAL grew to 1.5 GB in 40 s): through a minute of sends as fast as the
