@@ -7,14 +7,16 @@ import { GroupsScreen } from "./admin-groups.js";
 import { AuditScreen } from "./admin-audit.js";
 import { WebhooksScreen } from "./admin-webhooks.js";
 import { ReportsScreen } from "./admin-reports.js";
+import { CannedScreen } from "./admin-canned.js";
+import { BlocksScreen } from "./admin-blocks.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUS_MS = 12_000; // how long a status sentence stays
 
 export class AdminArea {
   /**
-   * app: {token(), myId(), onSignedOut(message) (the session is over), onLeave() (back
-   * to the chats)}
+   * app: {token(), myId(), groupId(), onSignedOut(message) (the session is over), onLeave() (back
+   * to the chats), onCannedChanged(), onBlockLifted(gid)}
    */
   constructor(app) {
     this.app = app;
@@ -28,7 +30,7 @@ export class AdminArea {
     this.status = $("admin-status");
     this.tabs = [...$("admin-tabs").querySelectorAll("[role=tab]")];
     this.dialogs = ["agent-dialog", "password-dialog", "group-dialog", "webhook-dialog", "secret-dialog",
-      "deliveries-dialog"].map($);
+      "deliveries-dialog", "canned-dialog"].map($);
     this.api = new AdminApi(() => app.token(), {
       onUnauthorized: () => app.onSignedOut(t("login.expired")),
       onForbidden: () => this.setRole("agent"), // no longer an admin: back to the chats
@@ -39,6 +41,8 @@ export class AdminArea {
       audit: new AuditScreen(this),
       webhooks: new WebhooksScreen(this),
       reports: new ReportsScreen(this),
+      canned: new CannedScreen(this, () => app.onCannedChanged && app.onCannedChanged()),
+      blocks: new BlocksScreen(this, (gid) => app.onBlockLifted && app.onBlockLifted(gid)),
     };
     this.button.addEventListener("click", () => (this.shown ? this.close() : this.open()));
     for (const tab of this.tabs) tab.addEventListener("click", () => this.select(tab.dataset.screen));

@@ -37,6 +37,13 @@ const KEYS = {
   "-32404": "err.target",
   "-10029": "err.rate",
   "-32103": "err.noConversation",
+  "-10002": "err.noDesk", // an api_key this server does not have yet
+  "-32821": "err.noVisitor",
+  "-32822": "err.badNote",
+  "-32841": "err.noConversation",
+  "-32842": "err.badTag",
+  "-32851": "err.noVisitor",
+  "-22307": "err.blocked",
 };
 
 /** A short reason for an error {code, message} from ChatClient. */

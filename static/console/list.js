@@ -61,6 +61,15 @@ export class ConversationList {
     this.render();
   }
 
+  /** Change some fields of one conversation's guest_info (context, tags, blocked…). */
+  patch(gid, fields) {
+    const g = this.get(gid);
+    if (!g) return false;
+    Object.assign(g, fields);
+    this.render();
+    return true;
+  }
+
   remove(gid) {
     if (this.guests.delete(Number(gid))) this.render();
   }

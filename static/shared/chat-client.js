@@ -1,10 +1,12 @@
 // ChatClient over /ws: login, requests by seq, pushes by code, heartbeats, backoff, outbox.
 // Events: "state" (and each state), push codes, "login", "reconnected" (catch up with
 // after_id there), "refresh" (new token, R12), "signed-out".
+// Dead sockets: a heartbeat goes out after IDLE_MS without a frame (and at least every
+// heartbeat_interval, R6); no frame within ANSWER_MS of it, or no login within
+// CONNECT_MS of opening, and the socket is dropped: "reconnecting", outbox kept.
 
 const ROLES = { agent: [31000, 3], guest: [21000, 1] }; // login api_key, call_type
-const HEARTBEAT_MS = 20000;
-const DEAD_MS = 50000; // nothing heard for this long: the connection is gone
+const HEARTBEAT_MS = 20000, IDLE_MS = 6000, ANSWER_MS = 5000, CONNECT_MS = 10000;
 // Login refusals that a new attempt with the same token cannot fix.
 const FATAL_LOGIN = new Set([-31001, -31002, -31003, -31004, -21001, -21004]);
 
@@ -16,11 +18,13 @@ export function newMsgId() {
 }
 
 export class ChatClient {
-  // role "agent" | "guest"; getToken() returns the token (or a promise of it) for each login.
-  constructor({ role, getToken, url }) {
+  // role "agent" | "guest"; getToken() returns the token (or a promise of it) for each login;
+  // loginParams() (optional) more login parameters, e.g. the guest's {context}.
+  constructor({ role, getToken, url, loginParams }) {
     if (!ROLES[role]) throw new Error("role must be agent or guest");
     this.role = role;
     this.getToken = getToken;
+    this.loginParams = loginParams;
     this.url = url || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
     this.state = "offline";
     this.loginData = this._ws = this._timer = this._beat = null;
@@ -28,7 +32,8 @@ export class ChatClient {
     this._pending = new Map(); // seq -> {resolve, reject, entry?}
     this._waiting = []; // requests made before the login: {api_key, params, resolve, reject}
     this._outbox = []; // sends not yet acknowledged: {api_key, params, resolve, reject, inFlight}
-    this._seq = this._attempt = this._lastHeard = 0;
+    this._seq = this._attempt = this._lastHeard = this._lastSent = this._probe = 0;
+    this._every = HEARTBEAT_MS;
     this._everOnline = false;
     this._stopped = true;
     this._wake = () => {
@@ -124,6 +129,10 @@ export class ChatClient {
       return;
     }
     this._ws = ws;
+    this._lastHeard = this._lastSent = Date.now();
+    this._probe = 0;
+    this._every = HEARTBEAT_MS;
+    this._beat = setInterval(() => this._tick(), 1000);
     ws.onopen = () => this._login();
     ws.onmessage = (ev) => this._onFrame(ev.data);
     ws.onclose = () => { if (this._ws === ws) this._retry(); };
@@ -140,8 +149,6 @@ export class ChatClient {
 
   async _login() {
     const ws = this._ws;
-    this._lastHeard = Date.now();
-    this._beat = setInterval(() => this._heartbeat(), HEARTBEAT_MS);
     let token;
     try {
       token = await this.getToken();
@@ -152,7 +159,7 @@ export class ChatClient {
     if (this._ws !== ws) return;
     let data;
     try {
-      data = await this._call(ROLES[this.role][0], { token });
+      data = await this._call(ROLES[this.role][0], { ...(this.loginParams && this.loginParams()), token });
     } catch (err) {
       if (this._ws !== ws) return;
       if (FATAL_LOGIN.has(err.code)) return this._signedOut(err);
@@ -163,12 +170,7 @@ export class ChatClient {
     this._attempt = 0;
     this._everOnline = true;
     this.loginData = data;
-    // How often to beat (R6)
-    const every = Math.min(HEARTBEAT_MS, (data.heartbeat_interval || Infinity) * 1000);
-    if (every < HEARTBEAT_MS) {
-      clearInterval(this._beat);
-      this._beat = setInterval(() => this._heartbeat(), every);
-    }
+    this._every = Math.min(HEARTBEAT_MS, (data.heartbeat_interval || Infinity) * 1000); // R6
     if (data.is_refresh && data.refresh_token) this._emit("refresh", data.refresh_token);
     this._setState("online");
     this._emit("login", data);
@@ -185,14 +187,22 @@ export class ChatClient {
     this._emit("signed-out", err);
   }
 
-  _heartbeat() {
-    if (Date.now() - this._lastHeard > DEAD_MS) this._retry();
-    else this._raw({ call_type: 0 });
+  // Each second: a socket that is not logged in after CONNECT_MS, or that left a heartbeat
+  // unanswered for ANSWER_MS, is dead; else beat when idle or due.
+  _tick() {
+    const now = Date.now();
+    if (this.state !== "online" && now - this._lastHeard > CONNECT_MS) return this._retry();
+    if (this._probe) {
+      if (now - this._probe > ANSWER_MS) this._retry();
+    } else if (now - this._lastHeard >= IDLE_MS || now - this._lastSent >= this._every) {
+      if (this._raw({ call_type: 0 })) this._probe = now;
+    }
   }
 
   _raw(obj) {
     if (!this._ws || this._ws.readyState !== 1) return false;
     this._ws.send(JSON.stringify(obj));
+    this._lastSent = Date.now();
     return true;
   }
 
@@ -210,6 +220,7 @@ export class ChatClient {
 
   _onFrame(text) {
     this._lastHeard = Date.now();
+    this._probe = 0;
     let f;
     try {
       f = JSON.parse(text);

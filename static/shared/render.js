@@ -150,6 +150,9 @@ function renderFile(f) {
 function renderCard(c, kind, lines) {
   const href = safeUrl(c.url);
   const box = href ? link(href, "cs-card") : el("div", "cs-card");
+  // A card is drawn on its bubble's light background: it takes the bubble's text colour,
+  // never a page's link colour (white in my own bubbles: white on white, 1:1).
+  box.style.color = "inherit";
   const src = safeUrl(c.image);
   if (src) box.append(image(src, "cs-card-image"));
   const body = el("div", "cs-card-body", null, el("div", "cs-card-kind", t("render." + kind)));

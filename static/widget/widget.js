@@ -7,27 +7,29 @@ import { uploadFile } from "/static/shared/upload.js";
 addCatalog({
   en: {
     title: "Customer service", language: "Language", close: "Close", attach: "Send a picture or file",
-    placeholder: "Write a message…", send: "Send", loading: "Loading…",
-    welcome: "Hello! Send us a message and we will answer here.",
+    emoji: "Emoji", placeholder: "Write a message…", send: "Send", loading: "Loading…",
+    welcome: "Hello! Send us a message and we will answer here.", newer: "New messages ↓",
     online: "Online", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
     queue: "Waiting for an agent — you are number {n} in line",
     waiting: "An agent will be with you shortly", ended: "The conversation has ended. Write again any time.",
-    typing: "{name} is typing…", uploading: "Uploading {name}…",
+    typing: "{name} is typing…", uploading: "Uploading {name}…", drop: "Drop files to send them",
     tooLarge: "{name} is too large.", badType: "This kind of file cannot be sent.", uploadFailed: "Upload failed.",
     tooLong: "The message is too long.", notSent: "Not sent: {reason}", retry: "Click to try again",
     unavailable: "Chat is not available right now.",
+    blocked: "You cannot send messages here for now. What you write is kept until you can.",
   },
   "zh-CN": {
     title: "在线客服", language: "语言", close: "关闭", attach: "发送图片或文件",
-    placeholder: "输入消息…", send: "发送", loading: "加载中…",
-    welcome: "您好！请留言，客服会在这里回复您。",
+    emoji: "表情", placeholder: "输入消息…", send: "发送", loading: "加载中…",
+    welcome: "您好！请留言，客服会在这里回复您。", newer: "有新消息 ↓",
     online: "在线", connecting: "正在连接…", reconnecting: "连接已断开，正在重连…",
     queue: "正在等待客服，您前面排在第 {n} 位",
     waiting: "客服马上就来", ended: "会话已结束，您可以随时再次留言。",
-    typing: "{name} 正在输入…", uploading: "正在上传 {name}…",
+    typing: "{name} 正在输入…", uploading: "正在上传 {name}…", drop: "松开即可发送文件",
     tooLarge: "{name} 太大了。", badType: "不支持发送这种文件。", uploadFailed: "上传失败。",
     tooLong: "消息太长了。", notSent: "发送失败：{reason}", retry: "点击重试",
     unavailable: "在线客服暂时不可用。",
+    blocked: "您暂时无法在此发送消息，已输入的内容会为您保留。",
   },
 });
 
@@ -35,6 +37,7 @@ const $ = (id) => document.getElementById(id);
 const log = $("log");
 const list = $("list");
 const input = $("input");
+const pill = $("pill");
 const framed = window.parent !== window;
 
 let group = 0, client = null, shopToken = false;
@@ -45,8 +48,9 @@ const msgs = new Map(); // id -> message_info
 const rows = new Map(); // id or client_msg_id -> row element
 const pending = new Map(); // client_msg_id -> {m, params, failed}
 let initialDone = false, hasMore = false, loadingOlder = false, panelOpen = true;
-let unread = 0, typingTimer = 0, lastTyping = 0;
+let unread = 0, typingTimer = 0, lastTyping = 0, blocked = false, audio = null;
 let note = ""; // queue / ended line
+let context = null, contextSent = ""; // the host page (PROTOCOL §4 21000 context, 22800)
 
 // Storage (may be blocked in a third-party iframe)
 const store = (fn, ...a) => { try { return localStorage[fn](...a); } catch (e) { return null; } };
@@ -69,6 +73,22 @@ async function getToken() {
   return token;
 }
 
+// The host page's address, title and referrer (strings bounded), with our language and zone.
+function setContext(c) {
+  const cut = (s, n) => (typeof s === "string" && s ? s.slice(0, n) : null);
+  context = {
+    url: cut(c.url, 2048), title: cut(c.title, 256), referrer: cut(c.referrer, 2048),
+    language: navigator.language || null, timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || null,
+  };
+}
+const contextKey = () => context.url + "\n" + context.title;
+
+function sendContext() {
+  if (!client || client.state !== "online" || contextKey() === contextSent) return;
+  contextSent = contextKey();
+  client.request(22800, { context }).catch(() => {}); // -10002 from a server without it
+}
+
 // Start
 function start(cfg) {
   if (client) return;
@@ -77,8 +97,10 @@ function start(cfg) {
     token = cfg.token;
     shopToken = true;
   }
+  setContext(Object(cfg.context || { referrer: document.referrer }));
   if (!group && !shopToken) return fatal();
-  client = new ChatClient({ role: "guest", getToken });
+  const loginParams = () => { contextSent = contextKey(); return { context }; };
+  client = new ChatClient({ role: "guest", getToken, loginParams });
   client.on("state", showState);
   client.on("refresh", (tok) => {
     token = tok;
@@ -86,12 +108,18 @@ function start(cfg) {
   });
   client.on("login", onLogin);
   client.on("signed-out", onSignedOut);
-  client.on(22399, (d) => { if (add(d.message_info) && d.message_info.sender !== "guest") onIncoming(); });
+  client.on(22399, (d) => {
+    const m = d.message_info, near = atBottom();
+    if (!add(m)) return;
+    follow(near || m.sender === "guest");
+    if (m.sender !== "guest") onIncoming(m);
+  });
   client.on(22299, (d) => markMineRead(d.last_read_id));
   client.on(22401, (d) => { setAgent(d.agent); note = ""; showState(); });
   client.on(22098, (d) => { note = t("queue", { n: d.queue_position }); showState(); });
   client.on(22699, () => showTyping(true));
   client.on(22701, () => { setAgent(null); note = t("ended"); showState(); });
+  client.on(22097, (d) => setBlocked(d.blocked));
   client.connect();
 }
 
@@ -143,15 +171,24 @@ function showTyping(on) {
   if (on) typingTimer = setTimeout(showTyping, 4000);
 }
 
+// Blocked (PROTOCOL §3 "blocked"): say so, keep the draft, no sending until lifted.
+function setBlocked(on) {
+  blocked = !!on;
+  $("blocked").hidden = !blocked;
+  $("send").disabled = $("attach").disabled = blocked;
+}
+
 // History
 function onLogin(data) {
   setAgent(data.agent);
+  setBlocked(data.blocked);
   note = "";
   showState();
   unread = Number(data.unread) || 0;
   reportUnread();
   if (initialDone) catchUp();
   else loadInitial();
+  sendContext(); // the page changed while we were connecting
 }
 
 const history = (params) => client.request(22100, params).catch(() => null);
@@ -162,7 +199,7 @@ async function loadInitial() {
   initialDone = true;
   hasMore = d.list.length >= 20;
   d.list.forEach(add);
-  scrollDown(true);
+  follow(true);
   updateEmpty();
   markRead();
   if (hasMore && log.scrollHeight <= log.clientHeight) loadOlder();
@@ -171,14 +208,16 @@ async function loadInitial() {
 async function catchUp() {
   let after = Math.max(0, ...msgs.keys());
   if (!after) return loadInitial();
+  const near = atBottom();
+  let added = false;
   for (;;) {
     const d = await history({ after_id: after, page_size: 50 });
-    if (!d) return;
-    d.list.forEach(add);
+    if (!d) break;
+    for (const m of d.list) added = add(m) || added;
     if (d.list.length < 50) break;
     after = d.list[d.list.length - 1].id;
   }
-  scrollDown();
+  if (added) follow(near);
   markRead();
 }
 
@@ -244,17 +283,40 @@ function markMineRead(lastId) {
   }
 }
 
-function scrollDown(force) {
-  const near = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-  if (force || near) requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
+// Never hide a reply: follow the bottom when the visitor is there, else offer the pill.
+const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+
+function follow(down) {
+  if (!down) return (pill.hidden = false);
+  pill.hidden = true;
+  requestAnimationFrame(() => { log.scrollTop = log.scrollHeight; });
 }
 
-function onIncoming() {
+function onIncoming(m) {
   showTyping(false);
   unread++;
-  scrollDown();
   markRead();
   reportUnread();
+  if (m.sender === "agent" && !visible()) chime();
+}
+
+/** A soft two-note chime (WebAudio), once the visitor has interacted with the widget. */
+function chime() {
+  const ua = navigator.userActivation;
+  if (ua && !ua.hasBeenActive) return;
+  try {
+    audio = audio || new AudioContext();
+    audio.resume();
+    const now = audio.currentTime, osc = audio.createOscillator(), gain = audio.createGain();
+    osc.frequency.setValueAtTime(880, now);
+    osc.frequency.setValueAtTime(660, now + 0.12);
+    gain.gain.setValueAtTime(0.0001, now);
+    gain.gain.exponentialRampToValueAtTime(0.12, now + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.4);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now);
+    osc.stop(now + 0.42);
+  } catch (e) { /* no sound, no harm */ }
 }
 
 // Unread, read
@@ -287,16 +349,31 @@ function showPending(m, params) {
   rows.set(cid, row);
   pending.set(cid, { m, params });
   updateEmpty();
-  scrollDown(true);
+  follow(true);
   return cid;
 }
 
 function sendMessage(params, m) {
   const cid = showPending(m, params);
   client.send(22300, { ...params, client_msg_id: cid }).then(
-    (d) => { add(d.message_info); scrollDown(true); },
-    (err) => fail(cid, err.code === -22305 ? t("tooLong") : err.message || String(err.code)),
+    (d) => { add(d.message_info); follow(true); },
+    (err) => {
+      if (err.code === -22307) setBlocked(true);
+      if (err.code === -22307 && !params.file_type) return unsend(cid);
+      fail(cid, err.code === -22305 ? t("tooLong") : err.code === -22307 ? t("blocked") : err.message || String(err.code));
+    },
   );
+}
+
+/** Refused because blocked: the text goes back into the composer, nothing lost. */
+function unsend(cid) {
+  const { m } = pending.get(cid);
+  rows.get(cid).remove();
+  rows.delete(cid);
+  pending.delete(cid);
+  input.value = m.msg + (input.value ? "\n" + input.value : "");
+  grow();
+  updateEmpty();
 }
 
 function fail(cid, reason) {
@@ -311,19 +388,19 @@ function fail(cid, reason) {
 
 function retry(cid) {
   const p = pending.get(cid);
-  if (p && p.failed && p.params) sendMessage(p.params, p.m);
+  if (p && p.failed && p.params && !blocked) sendMessage(p.params, p.m);
 }
 
 function sendText() {
   const text = input.value;
-  if (!text.trim() || !client) return;
+  if (!text.trim() || !client || blocked) return;
   input.value = "";
   grow();
   sendMessage({ msg: text, file_type: 0 }, { file_type: 0, msg: text });
 }
 
 async function upload(file) {
-  if (!file || !client) return;
+  if (!file || !client || blocked) return;
   const cid = newMsgId();
   const m = { client_msg_id: cid, file_type: 0, msg: t("uploading", { name: file.name }) };
   showPending(m, null);
@@ -379,20 +456,54 @@ $("file").addEventListener("change", (e) => {
   [...e.target.files].forEach(upload);
   e.target.value = "";
 });
-log.addEventListener("scroll", () => { if (log.scrollTop < 60) loadOlder(); });
+// The emoji picker and the lightbox load on first use (shared with the console).
+$("emoji").addEventListener("click", async () => {
+  (await import("/static/shared/emoji.js")).toggleEmojiPicker($("emoji"), input, t("emoji"));
+});
+list.addEventListener("click", async (e) => {
+  const a = e.target.closest(".cs-image-link");
+  if (!a || e.ctrlKey || e.metaKey || e.shiftKey) return;
+  e.preventDefault();
+  (await import("/static/shared/lightbox.js")).openLightbox(a.href, a.querySelector("img").alt);
+});
+// Files dropped anywhere on the widget are sent.
+const hasFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+const drop = $("drop");
+addEventListener("dragover", (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  drop.hidden = blocked || !client;
+});
+addEventListener("dragleave", (e) => { if (!e.relatedTarget) drop.hidden = true; });
+addEventListener("drop", (e) => {
+  drop.hidden = true;
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  [...e.dataTransfer.files].forEach(upload);
+});
+pill.addEventListener("click", (e) => {
+  follow(true);
+  if (!e.detail) input.focus(); // from the keyboard: where to go on (no phone keyboard popping up)
+});
+log.addEventListener("scroll", () => {
+  if (log.scrollTop < 60) loadOlder();
+  if (atBottom()) pill.hidden = true;
+});
 document.addEventListener("visibilitychange", () => { reportUnread(); markRead(); });
 $("close").addEventListener("click", () => parent.postMessage({ type: "cschat-close" }, "*"));
 
 window.addEventListener("message", (e) => {
-  if (!framed || e.source !== parent || !e.data || typeof e.data !== "object") return;
-  if (e.data.type === "cschat-init") start(e.data);
-  else if (e.data.type === "cschat-visibility") {
-    panelOpen = !!e.data.open;
+  const d = e.data;
+  if (!framed || e.source !== parent || !d || typeof d !== "object") return;
+  if (d.type === "cschat-init") start(d);
+  else if (d.type === "cschat-page" && context) {
+    setContext(Object(d.context));
+    sendContext();
+  } else if (d.type === "cschat-visibility") {
+    panelOpen = !!d.open;
     reportUnread();
-    if (panelOpen) {
-      markRead();
-      scrollDown();
-    }
+    if (panelOpen && unread) follow(true);
+    markRead();
   }
 });
 

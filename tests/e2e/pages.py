@@ -192,3 +192,142 @@ class Widget:
     @property
     def banner(self) -> Locator:
         return self.frame.locator("#banner")
+
+
+# -- The desk (docs/protocol.md §3 "The desk"): the console's visitor panel, conversations
+# view, search, notes, tags, blocks, canned replies and cards, as test_console_*.py use them.
+class Desk:
+    """The desk parts of one agent's console (:class:`Console`)."""
+
+    def __init__(self, console: Console):
+        self.console, self.page = console, console.page
+
+    # -- composer --
+    @property
+    def text(self) -> Locator:
+        """The message box, whatever its mode (its placeholder changes for notes)."""
+        return self.page.locator("#composer-text")
+
+    @property
+    def note_toggle(self) -> Locator:
+        return self.page.get_by_role("button", name="Private note", exact=True)
+
+    @property
+    def notes(self) -> Locator:
+        return self.page.locator("#message-list .cs-note-row")
+
+    def note(self, text: str) -> Locator:
+        return self.notes.filter(has_text=text)
+
+    def write_note(self, text: str) -> None:
+        self.note_toggle.click()
+        expect(self.note_toggle).to_have_attribute("aria-pressed", "true")
+        self.text.fill(text)
+        self.text.press("Enter")
+        expect(self.note(text)).to_be_visible()
+
+    @property
+    def canned(self) -> Locator:
+        """The "/" list of canned replies."""
+        return self.page.get_by_role("listbox", name="Canned replies")
+
+    @property
+    def pill(self) -> Locator:
+        return self.page.get_by_role("button", name="New messages ↓")
+
+    @property
+    def scroller(self) -> Locator:
+        return self.page.locator("#messages")
+
+    # -- chat header --
+    @property
+    def tags(self) -> Locator:
+        return self.page.locator("#tag-list .tag-chip")
+
+    def add_tag(self, tag: str) -> None:
+        self.page.get_by_role("button", name="+ Add a tag").click()
+        self.page.get_by_label("New tag").fill(tag)
+        self.page.get_by_label("New tag").press("Enter")
+        expect(self.tags.filter(has_text=tag)).to_be_visible()
+
+    def remove_tag(self, tag: str) -> None:
+        self.page.get_by_role("button", name=f"Remove the tag {tag}").click()
+        expect(self.tags.filter(has_text=tag)).to_have_count(0)
+
+    @property
+    def blocked_badge(self) -> Locator:
+        return self.page.locator("#chat-blocked")
+
+    @property
+    def notice(self) -> Locator:
+        return self.page.locator("#chat-notice")
+
+    # -- visitor panel --
+    @property
+    def visitor_panel(self) -> Locator:
+        return self.page.get_by_role("complementary", name="Visitor")
+
+    def fact(self, name: str) -> Locator:
+        """The value (<dd>) of one line of the visitor panel, by its label (<dt>)."""
+        return self.page.locator("#visitor-facts .fact").filter(
+            has=self.page.locator("dt", has_text=re.compile(rf"^{re.escape(name)}$"))).locator("dd")
+
+    @property
+    def past_conversations(self) -> Locator:
+        return self.page.locator("#visitor-convs > li")
+
+    # -- left pane --
+    @property
+    def search(self) -> Locator:
+        return self.page.get_by_role("combobox", name="Search messages and visitors")
+
+    @property
+    def results(self) -> Locator:
+        return self.page.get_by_role("listbox", name="Search results")
+
+    def show_all(self) -> None:
+        self.page.get_by_role("button", name="All conversations").click()
+        expect(self.page.locator("#all-view")).to_be_visible()
+
+    @property
+    def all_rows(self) -> Locator:
+        return self.page.locator("#all-list > li")
+
+    # -- dialogs --
+    @property
+    def dialog(self) -> Locator:
+        return self.page.locator("dialog[open]").last
+
+    def confirm(self) -> None:
+        dialog = self.page.locator("#confirm-dialog")
+        expect(dialog).to_be_visible()
+        dialog.get_by_role("button", name="OK").click()
+        expect(dialog).to_be_hidden()
+
+
+# -- for the widget's tests (test_widget_*.py) --
+_AGENT_CALLS = """async (calls) => {
+  const token = sessionStorage.getItem("cschat.console.token");
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws");
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  const waiting = new Map();
+  let seq = 0;
+  ws.onmessage = (e) => {
+    const f = JSON.parse(e.data);
+    if (waiting.has(f.seq)) { waiting.get(f.seq)(f); waiting.delete(f.seq); }
+  };
+  const call = (frame) => new Promise((resolve) => {
+    waiting.set(++seq, resolve);
+    ws.send(JSON.stringify({ ...frame, call_type: 3, seq }));
+  });
+  const answers = [await call({ api_key: 31000, token })];
+  for (const frame of calls) answers.push(await call(frame));
+  ws.close();
+  return answers.slice(1);
+}"""
+
+
+def agent_calls(console: Console, *calls: dict) -> list[dict]:
+    """Requests of the signed-in agent of ``console`` on a second connection of its own
+    (another tab, PROTOCOL R14), one after the other; the answers, as sent."""
+    return console.page.evaluate(_AGENT_CALLS, list(calls))

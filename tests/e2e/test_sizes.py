@@ -11,7 +11,10 @@ from .conftest import REPO
 
 STATIC = REPO / "static"
 EMBED_BUDGET = 5 * 1024
-WIDGET_BUDGET = 40 * 1024
+# 40 KB until the widget got the visitor's context, blocks, the "New messages" pill, sound,
+# drag and drop, dead-connection checks, and the emoji picker and lightbox: those two load on
+# first use only (about 7.5 KB, counted here all the same, as the graph follows import()).
+WIDGET_BUDGET = 54 * 1024
 IMPORT = re.compile(r"""(?:\bimport|\bexport\b[^;'"]*?\bfrom|\bfrom)\s*['"]([^'"]+)['"]"""
                     r"""|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)""")
 
