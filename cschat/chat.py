@@ -26,6 +26,7 @@ from cschat import protocol as p
 from cschat.auth import TokenError, Tokens, WrongRole
 from cschat.availability import is_address
 from cschat.broker import MemoryBroker, Subscriber, agent_channel, group_channel, guest_channel
+from cschat.directory import Directory
 from cschat.messages import message_info, parse_message
 from cschat.metrics import Metrics
 from cschat.protocol import ApiError
@@ -39,7 +40,6 @@ log = logging.getLogger("cschat.chat")
 
 RECENT_MESSAGES = 20
 MAX_PAGE_INDEX = 10**9  # keeps the page's offset within SQLite's 64-bit integers
-DIRECTORY_POLL_SECONDS = 1.0
 MESSAGE_OVERHEAD_BYTES = 200  # a message_info's keys and numbers around its body
 NAME_MAX_LENGTH = 64
 
@@ -121,13 +121,12 @@ class ChatService:
         self.tokens = tokens
         self.settings = chat_settings
         self.routing = Routing(chat_settings["agent_capacity"])
+        self.directory = Directory(store, broker, self.routing)
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._directory_version = -1
         # Seconds between a client's heartbeats that keep it well within heartbeat_timeout
         # (R6); the login answers tell clients, so no timeout setting can make them loop.
         self.heartbeat_interval = max(1, chat_settings["heartbeat_timeout"] // 3)
-        self._poller: asyncio.Task | None = None
         self.blocked: set[int] = set()  # guests whose messages are refused (禁言)
         self.reception: Reception  # set by the server once both exist
         self.store_ip = store_ip  # [privacy] store_ip
@@ -142,7 +141,7 @@ class ChatService:
         every open conversation its guest's release period (R24), as if all
         connections had just closed.
         """
-        await self._reload_directory()
+        await self.directory.reload()
         self.blocked = await self.store.blocked_guests()
         for row in await self.store.routing_state():
             self._restore(row)
@@ -153,14 +152,13 @@ class ChatService:
                 agent.in_grace = True
                 self._start_timer(("agent", agent.admin_id), self.settings["agent_grace"],
                                   self._agent_gone, agent.admin_id)
-        self._poller = asyncio.get_running_loop().create_task(self._poll_directory())
+        self.directory.start_polling()
 
     async def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._poller is not None:
-            self._poller.cancel()
+        self.directory.stop_polling()
         for task in list(self._tasks):
             task.cancel()
 
@@ -178,7 +176,7 @@ class ChatService:
         except TokenError as not_agent:
             agent_error = not_agent
         else:
-            agent = await self._known_agent(claims.admin_id)
+            agent = await self.directory.known_agent(claims.admin_id)
             if agent is None or not agent.enabled:
                 raise TokenError("agent unknown or disabled")
             if claims.revoked(agent.token_version):
@@ -188,7 +186,7 @@ class ChatService:
             guest = self.tokens.verify_guest(token)
         except WrongRole:
             raise agent_error from None  # say what is wrong with it as an agent's token
-        if not await self._group_enabled(guest.group_id):
+        if not await self.directory.group_enabled(guest.group_id):
             raise TokenError("group disabled or missing")
         row = await self.store.guest_by_uid(guest.group_id, guest.uid) or \
             await self.store.upsert_guest(guest.group_id, guest.uid, guest.name, guest.avatar)
@@ -203,7 +201,7 @@ class ChatService:
             claims = self.tokens.verify_agent(params.get("token"))
         except TokenError as error:
             raise ApiError(-31001, f"token invalid: {error}") from None
-        agent = await self._known_agent(claims.admin_id)
+        agent = await self.directory.known_agent(claims.admin_id)
         if agent is None:
             raise ApiError(-31002, "admin_id does not exist")
         # Checked after the last await, right before the agent joins: the directory
@@ -438,7 +436,7 @@ class ChatService:
             claims = self.tokens.verify_guest(params.get("token"))
         except TokenError as error:
             raise ApiError(-21001, f"token invalid: {error}") from None
-        if not await self._group_enabled(claims.group_id):
+        if not await self.directory.group_enabled(claims.group_id):
             raise ApiError(-21004, "group disabled or missing")
         row = await self.store.guest_by_uid(claims.group_id, claims.uid)
         if (row is None or (claims.name and claims.name != row["name"])
@@ -789,67 +787,6 @@ class ChatService:
     def _publish_guest_presence(self, conversation: Conversation, online: bool) -> None:
         self.broker.publish(agent_channel(conversation.assigned), p.push(p.PUSH_GUEST_ONLINE,
             {"gid": conversation.gid, "group_id": conversation.group_id, "online": online}))
-
-    # -- the directory: groups and agents, kept in memory ------------------------------------
-
-    async def _known_agent(self, admin_id: int) -> Agent | None:
-        """The agent ``admin_id``; one we do not know or have as disabled is looked up
-        again first, so an agent the CLI just added or enabled need not wait for the poll."""
-        agent = self.routing.agents.get(admin_id)
-        if agent is None or not agent.enabled:
-            await self.refresh_directory()
-        return self.routing.agents.get(admin_id)
-
-    async def _group_enabled(self, group_id: int) -> bool:
-        """Whether ``group_id`` exists and is enabled (looked up again as for agents)."""
-        if not self.routing.groups.get(group_id, False):
-            await self.refresh_directory()
-        return self.routing.groups.get(group_id, False)
-
-    async def refresh_directory(self) -> None:
-        """Take in changes to groups and agents now, if there are any; the admin API calls
-        this after each change so that it takes effect at once."""
-        if await self.store.directory_version() != self._directory_version:
-            await self._reload_directory()
-
-    async def _poll_directory(self) -> None:
-        """Notice changes the ``cschat`` command makes to groups and agents while we run."""
-        while True:
-            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
-            try:
-                await self.refresh_directory()
-            except Exception:  # noqa: BLE001 - keep polling; the next round may succeed
-                log.exception("reloading agents and groups failed")
-
-    async def _reload_directory(self) -> None:
-        """Take in agents and groups; end the sessions of what was disabled (R7), and of
-        agents whose tokens were revoked (a new password, "sign out everywhere")."""
-        version, groups, agents = await self.store.directory()
-        # Everything below happens in one step: logins check this state right
-        # before they register, so none can slip in between.
-        self._directory_version = version
-        self.routing.groups = {g["id"]: bool(g["enabled"]) for g in groups}
-        for row in agents:
-            agent = self.routing.agents.get(row["id"])
-            if agent is None:
-                agent = Agent(row["id"], row["group_id"], row["name"], row["avatar"],
-                              suspended=bool(row["suspended"]))
-                self.routing.agents[agent.admin_id] = agent
-            revoked = row["token_version"] != agent.token_version
-            agent.group_id, agent.name, agent.avatar = row["group_id"], row["name"], row["avatar"]
-            agent.account_enabled = bool(row["enabled"])
-            agent.enabled = agent.account_enabled and self.routing.groups.get(agent.group_id,
-                                                                              False)
-            agent.token_version = row["token_version"]
-            agent.role = row["role"]
-            if agent.connections and (not agent.enabled or revoked):
-                self.broker.end_sessions(agent_channel(agent.admin_id), p.session_ended(
-                    p.AGENT_LOGIN, "signed out" if agent.enabled else "agent or group disabled"))
-        for gid, conversation in list(self.routing.conversations.items()):
-            if not self.routing.groups.get(conversation.group_id, False) and \
-                    self.routing.guest_online(gid):
-                self.broker.end_sessions(guest_channel(gid), p.session_ended(
-                    p.GUEST_LOGIN, "group disabled"))
 
     # -- timers and background work ----------------------------------------------------------
 

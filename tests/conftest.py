@@ -288,7 +288,7 @@ class Harness:
                     password_hash: str | None = None, role: str = "agent") -> int:
         admin_id = await self.server.store.add_agent(group_id, name, "", username, password_hash,
                                                      role)
-        await self.server.chat._reload_directory()
+        await self.server.chat.directory.reload()
         return admin_id
 
     async def agent_client(self, admin_id: int, token: str | None = None) -> Client:

@@ -71,7 +71,7 @@ async def taken_in(h) -> None:
     """Wait until the server has taken in a change to groups and agents made behind its
     back (by the CLI, or the store directly): it polls every second (README)."""
     for _ in range(150):
-        if h.server.chat._directory_version == await h.server.store.directory_version():
+        if h.server.chat.directory.version == await h.server.store.directory_version():
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the server did not take in the directory change")
@@ -819,7 +819,7 @@ async def test_admin_list_has_every_agent_and_avatars_are_web_addresses(make_ser
     h, group, aid = await secret_server_and_agent(make_server)
     gone = await h.agent(group, "Gone")
     await h.server.store.set_agent_enabled(gone, False)
-    await h.server.chat._reload_directory()
+    await h.server.chat.directory.reload()
     agent = await h.agent_client(aid)
     listed = {a["aix"]: a["status"] for a in agent.login_data["admin_list"]}
     assert listed == {aid: "online", gone: "offline"}

@@ -129,7 +129,7 @@ class AdminService:
     async def add_group(self, body: dict, actor: Actor) -> dict:
         _only(body, ("name",))
         group_id = await self.store.add_group(text(body, "name", NAME_MAX_LENGTH), actor)
-        await self.chat.refresh_directory()
+        await self.chat.directory.refresh()
         return {"group": _group(await self.store.group(group_id))}
 
     async def update_group(self, group_id: int, body: dict, actor: Actor) -> dict:
@@ -140,7 +140,7 @@ class AdminService:
         if "enabled" in body:
             changes["enabled"] = flag(body, "enabled")
         group = await self.store.update_group(group_id, changes, actor)
-        await self.chat.refresh_directory()
+        await self.chat.directory.refresh()
         return {"group": _group(group)}
 
     async def group_settings(self, group_id: int) -> dict:
@@ -176,7 +176,7 @@ class AdminService:
         role = _choice(body, "role", ROLES) if "role" in body else "agent"
         admin_id = await self.store.add_agent(group_id, name, _avatar(body), username,
                                               password_hash, role, actor)
-        await self.chat.refresh_directory()
+        await self.chat.directory.refresh()
         return {"agent": await self._agent(admin_id)}
 
     async def update_agent(self, admin_id: int, body: dict, actor: Actor) -> dict:
@@ -198,7 +198,7 @@ class AdminService:
         if "password" in body:
             changes["password_hash"] = await self._password_hash(body)
         await self.store.update_agent(admin_id, changes, actor)
-        await self.chat.refresh_directory()
+        await self.chat.directory.refresh()
         return {"agent": await self._agent(admin_id)}
 
     async def _password_hash(self, body: dict) -> str:
