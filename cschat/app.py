@@ -89,6 +89,7 @@ class Server:
                                 self.metrics, self.settings.privacy["store_ip"],
                                 mail_enabled=bool(self.settings.email["smtp_host"]))
         self.store.reply_batch_ms = self.settings.email["reply_batch_seconds"] * 1000
+        self.store.mail_per_hour = self.settings.email["max_per_hour"]
         self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat)
         self.reception = self.chat.reception = Reception(
             self.store, self.broker, self.chat, self.settings.email["queue_alert_seconds"])

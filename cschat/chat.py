@@ -121,7 +121,7 @@ class ChatService:
         self.tokens = tokens
         self.settings = chat_settings
         self.routing = Routing(chat_settings["agent_capacity"])
-        self.directory = Directory(store, broker, self.routing)
+        self.directory = Directory(store, broker, self.routing, self.agent_moved)
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         # Seconds between a client's heartbeats that keep it well within heartbeat_timeout
@@ -248,7 +248,7 @@ class ChatService:
         """Called once when a logged-in agent connection closes; starts the grace period."""
         agent = self.routing.agents[session.admin_id]
         self.broker.unsubscribe(agent_channel(agent.admin_id), session.subscriber)
-        self.broker.unsubscribe(group_channel(agent.group_id), session.subscriber)
+        self.broker.unsubscribe(group_channel(session.group_id), session.subscriber)
         agent.connections -= 1
         agent.ixs.remove(session.ix)
         if agent.connections:
@@ -266,6 +266,16 @@ class ChatService:
         if agent.suspended:
             agent.suspended = False
             self.spawn(self.store.set_agent_suspended(admin_id, False))
+        await self._hand_back(agent)
+
+    def agent_moved(self, agent: Agent) -> None:
+        """The agent now belongs to another group: its conversations stay with the old
+        one (its sessions are ended by the directory), re-routed there at once."""
+        self._cancel_timer(("agent", agent.admin_id))
+        self.spawn(self._hand_back(agent))
+
+    async def _hand_back(self, agent: Agent) -> None:
+        """Re-route the agent's conversations whose guest is online, release the rest."""
         conversations = [self.routing.conversations[gid] for gid in sorted(agent.gids)]
         for conversation in conversations:
             if self.routing.guest_online(conversation.gid):
@@ -444,10 +454,6 @@ class ChatService:
             row = await self.store.upsert_guest(claims.group_id, claims.uid, claims.name,
                                                 claims.avatar)
         gid = row["gid"]
-        # Queued before the routing save, so the assignment push carries this visit.
-        visit = self.store.record_visit(gid, login_context(
-            params, claims.raw, client, self.store_ip), visit_day())
-        visit.add_done_callback(_log_failure)
         # Checked again after the awaits, right before the guest joins: the group may
         # have been disabled while we waited (R7).
         if not self.routing.groups.get(claims.group_id, False):
@@ -455,6 +461,11 @@ class ChatService:
         if self.routing.guest_connections.get(gid, 0) >= \
                 self.settings["max_connections_per_guest"]:
             raise ApiError(p.RATE_LIMITED, "too many connections of this guest")
+        # Queued (once the login is admitted) before the routing save, so that the
+        # assignment push carries this visit.
+        visit = self.store.record_visit(gid, login_context(
+            params, claims.raw, client, self.store_ip), visit_day())
+        visit.add_done_callback(_log_failure)
         session = Session(ix, subscriber, "guest", claims.group_id, gid=gid)
         came_online = not self.routing.guest_online(gid)
         self.routing.guest_connections[gid] = self.routing.guest_connections.get(gid, 0) + 1
@@ -473,9 +484,13 @@ class ChatService:
         agent = self.routing.assigned_agent(gid)
         is_refresh, refresh_token = self.tokens.refresh(claims.raw)
         context = params.get("context")
-        welcome = await self.reception.welcome(
-            claims.group_id, subscriber,
-            context.get("language") if isinstance(context, dict) else None)
+        try:
+            welcome = await self.reception.welcome(
+                claims.group_id, subscriber,
+                context.get("language") if isinstance(context, dict) else None)
+        except BaseException:
+            self.guest_disconnected(session)  # the connection never became a session
+            raise
         return session, {**welcome, "ix": ix, "gid": gid, "group_id": claims.group_id,
                          "agent": agent.info() if agent else None,
                          "unread": row["unread_by_guest"], "blocked": gid in self.blocked,
@@ -562,8 +577,10 @@ class ChatService:
         if session.gid in self.blocked:
             raise ApiError(-22307, "you cannot send messages in this chat")
         name = params.get("name", "")
-        if not isinstance(name, str) or len(name.strip()) > NAME_MAX_LENGTH:
-            raise ApiError(-22901, f"name must have at most {NAME_MAX_LENGTH} characters")
+        if not isinstance(name, str) or len(name.strip()) > NAME_MAX_LENGTH or \
+                not name.isprintable():
+            raise ApiError(-22901, f"name must be one line of at most {NAME_MAX_LENGTH} "
+                                   "characters")
         address = params.get("email")
         if not isinstance(address, str) or not is_address(address.strip()):
             raise ApiError(-22902, "email must be an e-mail address")

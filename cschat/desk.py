@@ -81,13 +81,13 @@ class DeskService:
         query = query.strip()
         before = p.optional_integer(params, "before")
         limit = p.integer(params, "limit", default=20, low=1, high=50)
-        hits = await self.store.search_messages(session.group_id, query, before, limit)
+        hits, next_before = await self.store.search_messages(session.group_id, query, before,
+                                                             limit)
         messages = [{**{k: v for k, v in hit.items() if k != "body"},
                      "snippet": snippet(hit["body"], query)} for hit in hits]
         visitors = [] if before is not None else await self.store.search_visitors(
             session.group_id, query, VISITOR_MATCHES)
-        return {"messages": messages, "visitors": visitors,
-                "next_before": hits[-1]["message_id"] if len(hits) == limit else None}
+        return {"messages": messages, "visitors": visitors, "next_before": next_before}
 
     # -- notes and tags ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from cschat import protocol as p
 from cschat.broker import MemoryBroker, agent_channel, guest_channel
@@ -26,8 +27,12 @@ class Directory:
     """The groups and agents of :class:`~cschat.routing.Routing`, kept in step with the
     database."""
 
-    def __init__(self, store: Store, broker: MemoryBroker, routing: Routing):
+    def __init__(self, store: Store, broker: MemoryBroker, routing: Routing,
+                 on_moved: Callable[[Agent], None]):
+        """``on_moved(agent)`` is called when an agent holding conversations has moved
+        to another group."""
         self.store, self.broker, self.routing = store, broker, routing
+        self._on_moved = on_moved
         self.version = -1  # the database's directory_version last taken in
         self._poller: asyncio.Task | None = None
 
@@ -82,6 +87,7 @@ class Directory:
                               suspended=bool(row["suspended"]))
                 self.routing.agents[agent.admin_id] = agent
             revoked = row["token_version"] != agent.token_version
+            moved = row["group_id"] != agent.group_id
             agent.group_id, agent.name, agent.avatar = row["group_id"], row["name"], row["avatar"]
             agent.account_enabled = bool(row["enabled"])
             agent.enabled = agent.account_enabled and self.routing.groups.get(agent.group_id,
@@ -91,6 +97,8 @@ class Directory:
             if agent.connections and (not agent.enabled or revoked):
                 self.broker.end_sessions(agent_channel(agent.admin_id), p.session_ended(
                     p.AGENT_LOGIN, "signed out" if agent.enabled else "agent or group disabled"))
+            if moved and agent.gids:
+                self._on_moved(agent)
         for gid, conversation in list(self.routing.conversations.items()):
             if not self.routing.groups.get(conversation.group_id, False) and \
                     self.routing.guest_online(gid):

@@ -131,11 +131,18 @@ class Reception:
         now = time.time() * 1000
         waiting = {c.gid for group_id in self.chat.routing.queues
                    for c in self.chat.routing.queued(group_id)
-                   if now - c.queued_at > self.queue_alert_ms}
+                   if c.engaged and now - c.queued_at > self.queue_alert_ms}
         self._alerted &= waiting
         for gid in waiting - self._alerted:
-            self._alerted.add(gid)
-            self.chat.spawn(self.store.alert_long_wait(gid))
+            self._alerted.add(gid)  # while the write is under way, and after it succeeded
+            self.chat.spawn(self._alert(gid))
+
+    async def _alert(self, gid: int) -> None:
+        try:
+            await self.store.alert_long_wait(gid)
+        except Exception:
+            self._alerted.discard(gid)  # the next round tries again
+            raise
 
     def _announce(self, group_id: int) -> None:
         opened = self.is_open(group_id)
@@ -185,8 +192,8 @@ class Reception:
         try:
             sent_to = await self.store.request_transcript(session.gid,
                                                           address.strip() if address else None)
-        except Conflict:
-            raise ApiError(-22963, "a transcript was sent a few minutes ago") from None
+        except Conflict as refused:
+            raise ApiError(-22963, f"not now: {refused}") from None
         if sent_to is None:
             raise ApiError(-22961, "no conversation yet, or no address to send it to")
         return {"email": sent_to}

@@ -310,6 +310,10 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "600", _integer(1),
             "The shop is mailed when a conversation has waited in the queue this long."),
         "timeout": Setting("30", _integer(1, 600), "Seconds an SMTP exchange may take."),
+        "max_per_hour": Setting(
+            "300", _integer(1),
+            "Most mails queued in any hour; beyond, mail is not sent (logged), so that "
+            "visitors cannot turn cschat into a mailer."),
     },
     "privacy": {
         "store_ip": Setting(

@@ -263,3 +263,31 @@ async def test_a_changed_name_reaches_the_agents_colleagues(make_server):
     assert names[agent] == "Ivy Chen"
     await asyncio.sleep(0)
     console.close()
+
+
+@pytest.mark.gen_test
+async def test_an_agent_moved_to_another_group_hands_its_conversations_back(make_server):
+    # PROTOCOL §10: a new group signs the agent out; its conversations stay in the old
+    # group and go to a colleague there at once
+    h, group, admin, headers = await admin_server(make_server)
+    other = (await ok(h, headers, "POST", "/groups", {"name": "Other"}, 201))["group"]["id"]
+    mover = await h.agent(group, "Mia")
+    console = await h.agent_client(mover)
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="hello")
+    assert (await console.push(32401))["data"]["gid"] == guest.login_data["gid"]
+    colleague = await h.agent_client(admin)
+    await ok(h, headers, "PATCH", f"/agents/{mover}", {"group_id": other})
+    assert (await console.push(-9999, timeout=0.5))["code"] == -9999
+    assert (await colleague.push(32401, timeout=2))["data"]["gid"] == guest.login_data["gid"]
+    assert h.db("SELECT assigned_aix FROM guests") == [(admin,)]
+
+
+@pytest.mark.gen_test
+async def test_an_empty_change_of_a_canned_reply_is_bad_input(make_server):
+    # PROTOCOL §10 canned: PATCH with nothing to change is 400, not a server error
+    h, group, _, headers = await admin_server(make_server)
+    made = await ok(h, headers, "POST", "/canned", {"group_id": group, "shortcut": "hi",
+                                                    "text": "Hello!"}, 201)
+    code, answer = await call(h, headers, "PATCH", f"/canned/{made['canned']['id']}", {})
+    assert (code, answer["code"]) == (400, -40000)

@@ -228,3 +228,36 @@ async def test_canned_replies_are_managed_by_admins_and_listed_to_agents(make_se
     assert code == 200 and (await agent.ok(32860))["list"] == []
     actions = [row[0] for row in h.db("SELECT action FROM audit ORDER BY id DESC LIMIT 3")]
     assert actions == ["canned.delete", "canned.update", "canned.create"]
+
+
+@pytest.mark.gen_test
+async def test_a_note_before_the_first_message_stays_with_the_conversation(make_server):
+    # PROTOCOL §3 32820: a note written before the visitor wrote belongs to the
+    # conversation that its first message starts
+    h, group, _, agent = await desk(make_server)
+    guest = await visitor(h, "ann", group)
+    note = (await agent.ok(32820, gid=guest.login_data["gid"], msg="VIP customer"))["note"]
+    assert note["conversation_id"] is None
+    await guest.ok(22300, msg="hello")
+    notes = (await agent.ok(32830, gid=guest.login_data["gid"]))["notes"]
+    assert [n["msg"] for n in notes] == ["VIP customer"]
+    assert notes[0]["conversation_id"] is not None
+
+
+@pytest.mark.gen_test
+async def test_search_goes_on_past_other_groups_matches(make_server, monkeypatch):
+    # PROTOCOL §3 32810: a page reads a bounded number of matches of any group; when
+    # those were all another group's, next_before lets the search go on
+    monkeypatch.setattr("cschat.store.desk._SEARCH_SCAN", 3)
+    h, group, _, agent = await desk(make_server)
+    mine = await visitor(h, "ann", group)
+    await mine.ok(22300, msg="refund for order 7")
+    other = await visitor(h, "bob", await h.group("Other"))
+    for n in range(4):
+        await other.ok(22300, msg=f"refund number {n}")
+    first = await agent.ok(32810, q="refund")
+    assert first["messages"] == [] and first["next_before"] is not None
+    second = await agent.ok(32810, q="refund", before=first["next_before"])
+    assert [[part["text"] for part in m["snippet"] if part["match"]]
+            for m in second["messages"]] == [["refund"]]
+    assert second["messages"][0]["gid"] == mine.login_data["gid"]

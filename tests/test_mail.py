@@ -195,3 +195,27 @@ async def test_no_mail_is_lost_or_sent_twice_across_a_sigkill(tmp_path):
     finally:
         server.stop()
         box.stop()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_names_stay_one_line_and_mail_has_an_hourly_ceiling(make_server, mailbox):
+    # PROTOCOL §4 e-mail, SECURITY mail: a name typed in the away form is one line; a
+    # shop's token may carry any name, which a mail header gets on one line; past
+    # [email] max_per_hour nothing more is queued (a transcript says so: -22963)
+    h = await make_server(email=email_settings(mailbox, max_per_hour=2))
+    group = await h.group()
+    guest = await h.guest_client("u1", group, token=h.server.tokens.mint_guest(
+        "u1", group, "Eve\nBcc: victim@example.org"))
+    assert_error(await guest.call(22900, name="Eve\nX", email="e@example.org", msg="hi"),
+                 -22901)
+    await guest.ok(22900, email="e@example.org", msg="first")
+    mail, = await mailbox.wait_for(1)
+    assert mail["Subject"] == "Eve Bcc: victim@example.org left a message"
+    assert mail["Bcc"] is None
+    other = await h.guest_client("u2", group)
+    await other.ok(22900, name="Sam", email="sam@example.org", msg="second")
+    await other.ok(22900, name="Sam", email="sam@example.org", msg="third: over the ceiling")
+    await mailbox.wait_for(2)
+    assert_error(await other.call(22960), -22963)
+    await asyncio.sleep(0.5)
+    assert len(mailbox.messages) == 2

@@ -272,6 +272,8 @@ class AdminService:
                 raise bad_input("shortcut must not contain spaces")
         if canned_id is None or "text" in body:
             changes["text"] = text(body, "text", CANNED_TEXT_MAX_LENGTH)
+        if not changes:
+            raise bad_input("give shortcut and/or text")
         group_id = whole_number(body.get("group_id"), "group_id") if canned_id is None else None
         return {"canned": await self.store.save_canned(canned_id, group_id, changes, actor)}
 

@@ -52,7 +52,8 @@ def compose(kind: str, content: dict, sender: str, to: str, message_id: str,
             language: str | None) -> email.message.EmailMessage:
     """The mail of ``kind`` from what :meth:`Store.mail_content` read."""
     lang = _language(kind, language)
-    name = content["name"] or ("访客" if lang == "zh" else "A visitor")
+    # A header cannot hold a line break; a name is one line in any case.
+    name = " ".join((content["name"] or "").split()) or ("访客" if lang == "zh" else "A visitor")
     fields = {"name": name, "email": content["email"] or "-"}
     intro = _INTROS[kind][lang].format(**fields)
     lines = [(_SENDERS[m["sender"]][lang] if kind != "left_message" else name, _text_of(m))

@@ -33,6 +33,7 @@ class Attempt:
     ok: bool
     status: int | None = None
     error: str | None = None
+    permanent: bool = False  # trying again cannot help: fail it now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +114,12 @@ class OutboxWorker:
             return IDLE_SECONDS if next_due is None else \
                 min(IDLE_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
         targets = await self._load_targets()
-        attempts = await asyncio.gather(*(self._deliver(row, targets) for row in due))
+        attempts = await asyncio.gather(*(self._attempt(row, targets) for row in due))
         now = now_ms()
         outcomes = []
         for row, attempt in zip(due, attempts, strict=True):
             self._on_attempt(attempt.ok)
-            next_at = None if attempt.ok else \
+            next_at = None if attempt.ok or attempt.permanent else \
                 self.policy.next_attempt_ms(row["created_at"], row["attempts"] + 1, now)
             state = "delivered" if attempt.ok else ("pending" if next_at else "failed")
             error = attempt.error[:MAX_ERROR_LENGTH] if attempt.error else None
@@ -128,3 +129,12 @@ class OutboxWorker:
                             error)
         await self.store.record_attempts(outcomes)
         return 0
+
+    async def _attempt(self, row: dict, targets: dict) -> Attempt:
+        """``deliver``'s attempt; whatever it raises fails this row alone, for good, so
+        that one row cannot stop the others behind it."""
+        try:
+            return await self._deliver(row, targets)
+        except Exception as error:  # noqa: BLE001 - recorded on the row, and logged
+            log.exception("outbox row %d cannot be delivered", row["id"])
+            return Attempt(False, None, f"{type(error).__name__}: {error}", permanent=True)

@@ -76,6 +76,9 @@ def _start(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> int:
         (gid, guest["group_id"], at, guest["assigned_aix"], message["id"], message["id"],
          int(waiting), at if waiting else None)).lastrowid
     conn.execute("UPDATE guests SET conversation_id = ? WHERE gid = ?", (conversation_id, gid))
+    # Notes the agents wrote while none was open belong to the conversation that follows.
+    conn.execute("UPDATE notes SET conversation_id = ? WHERE gid = ? AND conversation_id IS NULL",
+                 (conversation_id, gid))
     page = json.loads(guest["context"])
     if page.get("url"):  # where the visitor was when it started
         record_page(conn, conversation_id, page["url"], page.get("title") or "", at)

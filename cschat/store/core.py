@@ -152,6 +152,7 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, Outbox
         # Each outbox worker's event, set when a commit queued outbox rows.
         self.outbox_listeners: list[asyncio.Event] = []
         self.reply_batch_ms = 120_000  # [email] reply_batch_seconds, in ms
+        self.mail_per_hour = 300  # [email] max_per_hour
         self._failures = ThrottledLog(log)
         self._wal_retry_at = 0.0
 
@@ -414,7 +415,7 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, Outbox
             message, created = insert_message(conn, gid, sender, admin_id, file_type, body,
                                               client_msg_id, attachment, event)
             if created and mail_if_unread:
-                queue_replies_mail(conn, gid, self.reply_batch_ms)
+                queue_replies_mail(conn, gid, self.reply_batch_ms, self.mail_per_hour)
             return message, created
         return self.write(unit)
 

@@ -160,24 +160,33 @@ class DeskQueries:
     # -- search ------------------------------------------------------------------------------
 
     async def search_messages(self, group_id: int, query: str, before: int | None,
-                              limit: int) -> list[dict]:
-        """Text messages of ``group_id`` matching ``query``, newest first, below the
-        message id ``before``; each with its guest's name and its conversation."""
+                              limit: int) -> tuple[list[dict], int | None]:
+        """``(hits, next_before)``: text messages of ``group_id`` matching ``query``,
+        newest first, below the message id ``before``, each with its guest's name and
+        its conversation; and where to continue (None at the end). A page reads at most
+        :data:`_SEARCH_SCAN` matches of any group: past those it may come back short,
+        with ``next_before`` to go on."""
         expression = match_expression(query)
         if expression is None:
-            return []
+            return [], None
 
         def search(conn):
-            return rows(conn.execute(
+            scanned = [row[0] for row in conn.execute(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ? "
+                "ORDER BY rowid DESC LIMIT ?",
+                (expression, before if before is not None else 2**63 - 1, _SEARCH_SCAN))]
+            if not scanned:
+                return [], None
+            hits = rows(conn.execute(
                 "SELECT m.id AS message_id, m.gid, g.name, m.sender, m.created_at, m.body, "
                 "(SELECT c.id FROM conversations c WHERE c.gid = m.gid "
                 "AND c.first_message_id <= m.id ORDER BY c.id DESC LIMIT 1) AS conversation_id "
-                "FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ? "
-                "ORDER BY rowid DESC LIMIT ?) f "
-                "JOIN messages m ON m.id = f.rowid JOIN guests g ON g.gid = m.gid "
-                "WHERE g.group_id = ? ORDER BY m.id DESC LIMIT ?",
-                (expression, before if before is not None else 2**63 - 1, _SEARCH_SCAN,
-                 group_id, limit)))
+                "FROM messages m JOIN guests g ON g.gid = m.gid "
+                f"WHERE m.id IN ({','.join('?' * len(scanned))}) AND g.group_id = ? "
+                "ORDER BY m.id DESC LIMIT ?", (*scanned, group_id, limit)))
+            if len(hits) == limit:
+                return hits, hits[-1]["message_id"]
+            return hits, scanned[-1] if len(scanned) == _SEARCH_SCAN else None
         return await self.read(search)
 
     async def search_visitors(self, group_id: int, query: str, limit: int) -> list[dict]:
@@ -191,10 +200,14 @@ class DeskQueries:
     # -- notes -------------------------------------------------------------------------------
 
     async def add_note(self, gid: int, admin_id: int, body: str) -> dict:
-        """A note on the guest's open conversation (or none), after its last message."""
+        """A note on the guest's open conversation, after its last message; with none
+        open, on its last one once that has ended, or on the next one when it has none
+        yet."""
         def unit(conn):
-            guest = conn.execute("SELECT conversation_id, last_message_id FROM guests "
-                                 "WHERE gid = ?", (gid,)).fetchone()
+            guest = conn.execute(
+                "SELECT COALESCE(g.conversation_id, (SELECT MAX(id) FROM conversations c "
+                "WHERE c.gid = g.gid)) AS conversation_id, g.last_message_id FROM guests g "
+                "WHERE g.gid = ?", (gid,)).fetchone()
             note_id = conn.execute(
                 "INSERT INTO notes (gid, conversation_id, admin_id, body, after_message_id, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",

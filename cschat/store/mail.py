@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 
 from cschat.store.errors import Conflict
@@ -18,15 +19,25 @@ from cschat.store.messages import insert_message
 from cschat.store.outbox import emit
 from cschat.store.util import MESSAGE_FIELDS, now_ms, one, rows
 
+log = logging.getLogger("cschat.store")
+
 MAIL = "mail"
 TRANSCRIPT_MESSAGES = 1000
 TRANSCRIPT_EVERY_MS = 10 * 60 * 1000  # one transcript per visitor in this time
 
 
 def queue_mail(conn: sqlite3.Connection, kind: str, gid: int, conversation_id: int | None,
-               to: str | None, at: int | None = None) -> None:
-    """Queue a mail of ``kind`` about guest ``gid``, to go out at ``at`` (ms; now)."""
+               to: str | None, per_hour: int, at: int | None = None) -> bool:
+    """Queue a mail of ``kind`` about guest ``gid``, to go out at ``at`` (ms; now).
+
+    Not when ``per_hour`` mails were queued in the last hour: visitors cause most mail,
+    and a flood of them must not make cschat a mailer. Returns whether it was queued.
+    """
     now = now_ms()
+    if conn.execute("SELECT COUNT(*) FROM outbox WHERE kind = ? AND created_at > ?",
+                    (MAIL, now - 3_600_000)).fetchone()[0] >= per_hour:
+        log.warning("mail not sent: [email] max_per_hour (%d) reached", per_hour)
+        return False
     conn.execute(
         "INSERT INTO outbox (kind, target_id, ordering_key, event, payload, created_at, "
         "next_attempt_at) VALUES (?, NULL, ?, ?, ?, ?, ?)",
@@ -34,6 +45,7 @@ def queue_mail(conn: sqlite3.Connection, kind: str, gid: int, conversation_id: i
                                                  "conversation_id": conversation_id, "to": to}),
          now, at or now))
     conn.wrote_outbox = True
+    return True
 
 
 def _address(conn: sqlite3.Connection, gid: int) -> str | None:
@@ -42,7 +54,8 @@ def _address(conn: sqlite3.Connection, gid: int) -> str | None:
     return row[0] if row else None
 
 
-def queue_replies_mail(conn: sqlite3.Connection, gid: int, batch_ms: int) -> None:
+def queue_replies_mail(conn: sqlite3.Connection, gid: int, batch_ms: int, per_hour: int
+                       ) -> None:
     """An agent wrote to a guest who is offline: if it left an address, mail it its unread
     replies within ``batch_ms``, in one mail with those that follow meanwhile."""
     address = _address(conn, gid)
@@ -52,7 +65,7 @@ def queue_replies_mail(conn: sqlite3.Connection, gid: int, batch_ms: int) -> Non
         return
     conversation = conn.execute("SELECT conversation_id FROM guests WHERE gid = ?",
                                 (gid,)).fetchone()[0]
-    queue_mail(conn, "replies", gid, conversation, address, now_ms() + batch_ms)
+    queue_mail(conn, "replies", gid, conversation, address, per_hour, now_ms() + batch_ms)
 
 
 class MailQueries:
@@ -77,7 +90,8 @@ class MailQueries:
             conn.execute("UPDATE conversations SET left_message = 1 WHERE id = ?",
                          (guest["conversation_id"],))
             if mail:
-                queue_mail(conn, "left_message", gid, guest["conversation_id"], None)
+                queue_mail(conn, "left_message", gid, guest["conversation_id"], None,
+                           self.mail_per_hour)
             emit(conn, "visitor.left_message", gid, {
                 "conversation_id": guest["conversation_id"], "gid": gid,
                 "group_id": guest["group_id"], "name": guest["name"], "email": email,
@@ -94,7 +108,7 @@ class MailQueries:
                 "(SELECT conversation_id FROM guests WHERE gid = ?) AND queue_alerted = 0 "
                 "RETURNING id", (gid,)).fetchone()
             if row is not None:
-                queue_mail(conn, "queue_alert", gid, row[0], None)
+                queue_mail(conn, "queue_alert", gid, row[0], None, self.mail_per_hour)
             return row is not None
         return await self.write(unit)
 
@@ -109,16 +123,18 @@ class MailQueries:
                             "AND event = 'transcript' AND created_at > ?",
                             (MAIL, f"mail:{gid}", now_ms() - TRANSCRIPT_EVERY_MS)).fetchone():
                 raise Conflict("a transcript was sent a moment ago")
-            if email:
-                conn.execute("UPDATE guests SET context = json_set(context, '$.email', ?) "
-                             "WHERE gid = ?", (email, gid))
-            address = _address(conn, gid)
+            address = email or _address(conn, gid)
             conversation = conn.execute(
                 "SELECT COALESCE(conversation_id, (SELECT MAX(id) FROM conversations c "
                 "WHERE c.gid = g.gid)) FROM guests g WHERE gid = ?", (gid,)).fetchone()
             if address is None or conversation is None or conversation[0] is None:
                 return None
-            queue_mail(conn, "transcript", gid, conversation[0], address)
+            if not queue_mail(conn, "transcript", gid, conversation[0], address,
+                              self.mail_per_hour):
+                raise Conflict("too much mail in the last hour")
+            if email:
+                conn.execute("UPDATE guests SET context = json_set(context, '$.email', ?) "
+                             "WHERE gid = ?", (email, gid))
             return address
         return await self.write(unit)
 

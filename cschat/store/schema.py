@@ -174,6 +174,8 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         """CREATE INDEX outbox_pending ON outbox (kind, target_id, ordering_key, id)
             WHERE state = 'pending'""",
         """CREATE INDEX outbox_by_target ON outbox (kind, target_id, id)""",
+        """CREATE INDEX outbox_due ON outbox (kind, next_attempt_at) WHERE state = 'pending'""",
+        """CREATE INDEX outbox_by_time ON outbox (kind, created_at)""",
         """CREATE INDEX outbox_done ON outbox (created_at) WHERE state != 'pending'""",
         # A guest's chat cut into conversations (docs/protocol.md §11): one starts with
         # the first message while none is open and ends when the guest is released.
