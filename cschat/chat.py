@@ -763,7 +763,8 @@ class ChatService:
                 "updated_at": row["updated_at"],
                 "context": public_context(row["context"], row["created_at"], row["visits"]),
                 "conversation_id": row["conversation_id"], "tags": json.loads(row["tags"]),
-                "blocked": row["blocked_at"] is not None}
+                "blocked": row["blocked_at"] is not None,
+                "left_message": bool(row["left_message"])}
 
     async def _conversation_in_group(self, gid: int, group_id: int, my_group: int) -> None:
         if group_id != my_group:

@@ -34,7 +34,8 @@ CLI_TIMEOUT = 20
 # The shapes of PROTOCOL §3.
 AGENT_INFO_KEYS = {"aix", "admin_id", "name", "avatar", "group_id", "status", "load"}
 GUEST_INFO_KEYS = {"gid", "group_id", "name", "avatar", "online", "unread", "aix",
-                   "last_message", "updated_at", "context", "conversation_id", "tags", "blocked"}
+                   "last_message", "updated_at", "context", "conversation_id", "tags", "blocked",
+                   "left_message"}
 MESSAGE_INFO_KEYS = {"id", "gid", "group_id", "sender", "admin_id", "file_type", "msg",
                      "client_msg_id", "created_at", "read"}
 

@@ -89,6 +89,7 @@ async def test_a_message_left_while_away_is_mailed_to_the_shop(make_server, mail
     agent = await h.agent_client(await h.agent(group, "Bob"))
     info = (await agent.push(32401))["data"]["guest_info"]
     assert (info["name"], info["context"]["email"]) == ("Ann <b>", "ann@example.org")
+    assert info["left_message"] is True
     assert (await agent.ok(32800))["list"][0]["left_message"] is True
     assert_error(await guest.call(22900, name="x", email="not-an-address", msg="hi"), -22902)
 

@@ -55,6 +55,8 @@ _GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.as
                  "g.last_aix, g.queued_at, g.last_message_id, g.message_count, g.agent_read_id, " \
                  "g.guest_read_id, g.unread_by_agent, g.unread_by_guest, g.context, g.visits, " \
                  "g.created_at, g.conversation_id, g.blocked_at, " \
+                 "(SELECT c.left_message FROM conversations c " \
+                 "WHERE c.id = g.conversation_id) AS left_message, " \
                  "(SELECT json_group_array(tag) FROM (SELECT tag FROM conversation_tags t " \
                  "WHERE t.conversation_id = g.conversation_id ORDER BY tag)) AS tags"
 
