@@ -589,8 +589,9 @@ class ChatService:
         conversation = self._route_for_message(session)
         stored = self.store.leave_message(session.gid, name.strip(), address.strip(), body,
                                           p.client_msg_id(params), self.mail_enabled)
+        # No automatic away reply: the visitor has just done what it would ask for.
         return _when_stored(stored, -22300, lambda message, created: self._guest_sent(
-            session, conversation, message, created))
+            session, conversation, message, created, auto_reply=False))
 
     def _route_for_message(self, session: Session) -> Conversation:
         """The guest's conversation, routed first if it has no agent (R24)."""
@@ -604,14 +605,14 @@ class ChatService:
         return conversation
 
     def _guest_sent(self, session: Session, conversation: Conversation, message: dict,
-                    created: bool) -> dict:
+                    created: bool, auto_reply: bool = True) -> dict:
         info = message_info(message, session.group_id)
         if not conversation.engaged and self.routing.conversations.get(session.gid) is \
                 conversation:
             self.routing.engage(conversation)
         if created:
             self.metrics.message("guest")
-            if message.get("started_conversation"):
+            if auto_reply and message.get("started_conversation"):
                 self.reception.after_first_message(conversation)
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:

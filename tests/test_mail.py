@@ -85,6 +85,8 @@ async def test_a_message_left_while_away_is_mailed_to_the_shop(make_server, mail
     assert "Do you ship <script>alert(1)</script> to Mars?" in text_part(mail)
     assert "&lt;script&gt;" in html_part(mail) and "<script>" not in html_part(mail)
     assert h.db("SELECT left_message FROM conversations") == [(1,)]
+    # No automatic away reply to a visitor that has just left its message and address.
+    assert h.db("SELECT COUNT(*) FROM messages WHERE sender = 'system'") == [(0,)]
     assert h.db("SELECT queued_at IS NOT NULL FROM guests") == [(1,)]
     agent = await h.agent_client(await h.agent(group, "Bob"))
     info = (await agent.push(32401))["data"]["guest_info"]

@@ -34,6 +34,7 @@ export class AdminApi {
   get(path, params) { return this.request("GET", path + query(params)); }
   post(path, body) { return this.request("POST", path, body); }
   patch(path, body) { return this.request("PATCH", path, body); }
+  put(path, body) { return this.request("PUT", path, body); }
   delete(path) { return this.request("DELETE", path); }
 
   /** The answer's `data`; throws AdminError. */

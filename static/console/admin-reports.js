@@ -15,11 +15,13 @@ const COLUMNS = [
   ["queued", formatCount], ["queue_wait_median", formatDuration], ["queue_wait_max", formatDuration],
   ["missed", formatCount], ["rating_average", formatRating],
 ];
-const HEADLINE = ["conversations", "guest_messages", "agent_messages", "first_response_median", "missed"];
+const HEADLINE = ["conversations", "guest_messages", "agent_messages", "first_response_median", "missed",
+  "rating_average"];
 
+/** The average rating (1–5, protocol §12) as "4.5 / 5"; null (nothing rated) as "—". */
 function formatRating(v) {
-  if (v == null || !Number.isFinite(Number(v))) return DASH;
-  return Number(v).toLocaleString(getLanguage(), { maximumFractionDigits: 2 });
+  if (v == null || v === "" || !Number.isFinite(Number(v))) return DASH;
+  return t("admin.reports.ratingOf", { n: Number(v).toLocaleString(getLanguage(), { maximumFractionDigits: 2 }) });
 }
 
 /** The browser's own IANA time zone ("Asia/Shanghai"), or UTC. */

@@ -9,7 +9,7 @@ import {
 
 const $ = (id) => document.getElementById(id);
 export const EVENTS = ["conversation.created", "message.created", "conversation.assigned",
-  "conversation.transferred", "conversation.ended"];
+  "conversation.transferred", "conversation.ended", "conversation.rated", "visitor.left_message"];
 
 /** "delivered · HTTP 200 · 12:05:09" for a delivery, or "—". */
 function deliverySummary(d) {

@@ -9,6 +9,7 @@ import { WebhooksScreen } from "./admin-webhooks.js";
 import { ReportsScreen } from "./admin-reports.js";
 import { CannedScreen } from "./admin-canned.js";
 import { BlocksScreen } from "./admin-blocks.js";
+import { HoursScreen } from "./admin-hours.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUS_MS = 12_000; // how long a status sentence stays
@@ -43,6 +44,7 @@ export class AdminArea {
       reports: new ReportsScreen(this),
       canned: new CannedScreen(this, () => app.onCannedChanged && app.onCannedChanged()),
       blocks: new BlocksScreen(this, (gid) => app.onBlockLifted && app.onBlockLifted(gid)),
+      hours: new HoursScreen(this),
     };
     this.button.addEventListener("click", () => (this.shown ? this.close() : this.open()));
     for (const tab of this.tabs) tab.addEventListener("click", () => this.select(tab.dataset.screen));

@@ -9,6 +9,7 @@ import { uploadFile } from "/static/shared/upload.js";
 import { guestName, avatar } from "./list.js";
 import { describeError } from "./errors.js";
 import { CannedPicker } from "./canned.js";
+import { markOf, markChips, latestOf } from "./marks.js";
 
 const PAGE = 30;
 const CATCH_UP_PAGE = 100;
@@ -61,6 +62,7 @@ export class ChatPane {
       attach: $("attach-btn"), emoji: $("emoji-btn"), card: $("card-btn"), note: $("note-btn"),
       mode: $("composer-mode"), file: $("file-input"), drop: $("drop-hint"),
       transfer: $("transfer-btn"), end: $("end-btn"), back: $("back-btn"), block: $("block-btn"),
+      marks: $("chat-marks"),
     };
     this.canned = new CannedPicker({
       textarea: this.dom.text,
@@ -338,6 +340,8 @@ export class ChatPane {
     this.dom.list.replaceChildren();
     this.dom.main.hidden = true;
     this.dom.empty.hidden = false;
+    this.dom.marks.replaceChildren();
+    this.dom.marks.hidden = true;
     this.dom.pill.hidden = true;
     this._hideTyping();
     this.app.onShow(null);
@@ -371,7 +375,27 @@ export class ChatPane {
     this.dom.blocked.hidden = !blocked;
     this.dom.block.textContent = t(blocked ? "block.unblock" : "block.block");
     this.dom.block.classList.toggle("danger", !blocked);
+    this.renderMarks();
     this.app.onViewChanged();
+  }
+
+  /** The conversation whose marks the pane shows: the one viewed, else the visitor's open
+   * one, else (none open: it ended) the visitor's latest, the one at the bottom of the chat. */
+  get marksConversationId() {
+    if (this.gid == null) return null;
+    const cid = this.conversationId;
+    return cid != null ? cid : latestOf(this.gid);
+  }
+
+  /** The shown conversation's marks (marks.js): left with the away form, the visitor's rating. */
+  renderMarks() {
+    const box = this.dom.marks;
+    const cid = this.marksConversationId;
+    const conv = this.view.conversation;
+    const mark = markOf(cid) || (conv && Number(conv.conversation_id) === cid ? conv : null);
+    const chips = cid == null ? [] : markChips(mark, { comment: true });
+    box.replaceChildren(...chips);
+    box.hidden = !chips.length;
   }
 
   /** The conversation is no longer mine (ended, transferred, released): read only. */

@@ -1,7 +1,9 @@
 // The agent console: sign-in, the connection, and the pushes that drive the
 // conversation list (list.js), the chat pane (chat.js) and the dialogs; the desk
 // (protocol §3 "The desk"): the visitor panel (visitor.js), all conversations
-// (conversations.js), search (search.js), tags (tags.js), notes, blocks, cards (cards.js).
+// (conversations.js), search (search.js), tags (tags.js), notes, blocks, cards (cards.js);
+// reception (protocol §4): conversations left with the away form and the visitors' ratings
+// (marks.js, push 32951), the Settings tab "Hours & messages" (admin-hours.js).
 import "./strings.js";
 import { t, translatePage, setLanguage, getLanguage, onLanguageChange, LANGUAGES } from "/static/shared/i18n.js";
 import { ChatClient } from "/static/shared/chat-client.js";
@@ -17,6 +19,7 @@ import { ConversationsView } from "./conversations.js";
 import { SearchBox } from "./search.js";
 import { TagBar } from "./tags.js";
 import { CardDialog } from "./cards.js";
+import { learn, rated, onMarksChange, clearMarks } from "./marks.js";
 
 const TOKEN_KEY = "cschat.console.token";
 const $ = (id) => document.getElementById(id);
@@ -30,6 +33,11 @@ const agents = new Map(); // admin_id -> agent_info of my group
 const blocked = new Map(); // gid -> blocked (32851, guest_info.blocked, 32850 answers)
 const tagsSeen = new Set(); // every tag seen, for the tag inputs' suggestions
 let refreshTimer = null;
+let marksTimer = null;
+let toastTimer = null;
+let toastAction = null;
+const MARKS_DELAY_MS = 800;
+const TOAST_MS = 12_000;
 
 // ---- the token: kept in sessionStorage only ------------------------------------
 function storeToken(value) {
@@ -253,6 +261,7 @@ function viewChanged() {
 
 /** A conversation_info (32800): mine and open → my chat; else read only. */
 function openConversation(conv, anchor) {
+  learn([conv]);
   const gid = Number(conv.gid);
   const g = list.get(gid);
   const opts = anchor ? { anchor } : {};
@@ -312,6 +321,103 @@ function refreshSoon(gid) {
   refreshTimer = setTimeout(refreshList, 400);
 }
 
+// ---- marks: left messages and ratings (marks.js) ------------------------------------
+// guest_info tells neither, and no push tells of a message left with the away form (22900):
+// my open conversations (32800 "mine") are read again a little after each guest message
+// or assignment, and at login.
+function marksSoon() {
+  clearTimeout(marksTimer);
+  marksTimer = setTimeout(loadMarks, MARKS_DELAY_MS);
+}
+
+async function loadMarks() {
+  if (!client) return;
+  let data;
+  try {
+    data = await client.request(32800, { filter: "mine", limit: 100 });
+  } catch (err) {
+    return; // a server without the desk: no marks
+  }
+  const convs = data.list || [];
+  learn(convs);
+  // The away form also left the visitor's e-mail in its context (no 32097 tells it): the
+  // list again (32000) brings it to the visitor panel.
+  const noEmail = convs.some((c) => {
+    const g = c.left_message && list.get(c.gid);
+    return g && Number(g.conversation_id) === Number(c.conversation_id) && !(g.context && g.context.email);
+  });
+  if (noEmail) refreshList();
+}
+
+function marksChanged() {
+  list.render();
+  conversations.render();
+  visitor.renderConversations();
+  chat.renderMarks();
+}
+
+/** Push 32951: a visitor rated a conversation I held. */
+function onRated({ gid, conversation_id: cid, rating, comment }) {
+  gid = Number(gid);
+  rated(cid, rating, comment, gid);
+  visitor.refreshSoon(gid);
+  const g = list.get(gid) || (chat.gid === gid ? chat.guest : null) || { gid };
+  const name = guestName(g);
+  const text = comment
+    ? t("toast.ratedComment", { name, rating, comment: String(comment).replace(/\s+/g, " ").slice(0, 140) })
+    : t("toast.rated", { name, rating });
+  const shown = chat.gid === gid && chat.marksConversationId === Number(cid);
+  showToast(text, shown ? null : async () => {
+    const conv = await findConversation(gid, cid);
+    if (conv) openConversation(conv);
+    else if (list.has(gid)) chat.open(gid);
+  });
+}
+
+// ---- the toast: a short notice for the agent (a rating came) -----------------------------
+function showToast(text, onOpen) {
+  const box = $("toast");
+  $("toast-text").textContent = text;
+  toastAction = onOpen || null;
+  $("toast-open").hidden = !onOpen;
+  box.hidden = false;
+  // Emptied first, so that the same sentence twice is announced twice.
+  const live = $("toast-live");
+  live.textContent = "";
+  setTimeout(() => { live.textContent = text; }, 30);
+  armToast();
+}
+
+function armToast() {
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(hideToast, TOAST_MS);
+}
+
+function hideToast() {
+  clearTimeout(toastTimer);
+  const box = $("toast");
+  const hadFocus = box.contains(document.activeElement);
+  box.hidden = true;
+  toastAction = null;
+  if (hadFocus) (chat.gid != null ? $("messages") : $("conv-list")).focus({ preventScroll: true });
+}
+
+function wireToast() {
+  const box = $("toast");
+  // Not while the agent reads it or is about to click it.
+  box.addEventListener("mouseenter", () => clearTimeout(toastTimer));
+  box.addEventListener("focusin", () => clearTimeout(toastTimer));
+  box.addEventListener("mouseleave", () => { if (!box.contains(document.activeElement)) armToast(); });
+  box.addEventListener("focusout", (ev) => { if (!box.contains(ev.relatedTarget)) armToast(); });
+  box.addEventListener("keydown", (ev) => { if (ev.key === "Escape") hideToast(); });
+  $("toast-close").addEventListener("click", hideToast);
+  $("toast-open").addEventListener("click", () => {
+    const action = toastAction;
+    hideToast();
+    if (action) action();
+  });
+}
+
 // ---- conversation actions ----------------------------------------------------
 async function refreshList() {
   if (!client) return;
@@ -343,6 +449,7 @@ async function endConversation(gid) {
     chat.setReadOnly(t("chat.ended"));
     chat.catchUp(); // shows the "ended" system message
   }
+  visitor.refreshSoon(gid); // its conversation is "ended" now
 }
 
 function transferredAway(gid, aix) {
@@ -369,10 +476,12 @@ function onLogin(data) {
     list.setAll(data.guest_list);
     for (const g of data.guest_list || []) rememberTags(g.tags);
   }
+  marksSoon();
 }
 
 async function onReconnected() {
   await refreshList();
+  marksSoon();
   chat.catchUp();
   if (conversations.view === "all") conversations.reload();
 }
@@ -389,6 +498,7 @@ function wirePushes(c) {
     }
     refreshSoon(gid);
     visitor.refreshSoon(gid);
+    marksSoon();
     const g = list.get(gid) || { gid };
     alerts.alertNew({ title: guestName(g), body: summary(m), tag: "cschat-" + gid, onClick: () => chat.open(gid) });
   });
@@ -402,6 +512,7 @@ function wirePushes(c) {
       chat.setWritable();
       for (const m of recs || []) chat.place(m);
     }
+    marksSoon();
     const body = from != null ? t("notify.transferred", { name: agentName(from) }) : t("notify.newChat");
     alerts.alertNew({ title: guestName(g), body, tag: "cschat-" + gid, onClick: () => chat.open(gid) });
   });
@@ -419,6 +530,7 @@ function wirePushes(c) {
   c.on(32821, ({ note }) => { if (note) chat.placeNote(note); });
   c.on(32841, ({ conversation_id: cid, gid, tags: list_ }) => applyTags(cid, gid, list_ || []));
   c.on(32851, ({ gid, blocked: on }) => setBlocked(gid, !!Number(on)));
+  c.on(32951, onRated);
   c.on(33099, (info) => {
     agents.set(Number(info.admin_id), info);
     if (Number(info.admin_id) === myId) status.set(info.status);
@@ -488,6 +600,10 @@ function signOut(message) {
   visitor.clear();
   blocked.clear();
   tagsSeen.clear();
+  clearTimeout(marksTimer);
+  clearMarks();
+  hideToast();
+  $("toast-live").textContent = "";
   $("tag-suggestions").replaceChildren();
   $("app").hidden = true;
   $("signin").hidden = false;
@@ -567,6 +683,8 @@ function boot() {
     tags.render();
     if (chat.gid != null) chat.reopen();
   });
+  onMarksChange(marksChanged);
+  wireToast();
   $("signin-form").addEventListener("submit", submitSignin);
   $("signout-btn").addEventListener("click", () => signOut(""));
   $("notify-btn").addEventListener("click", () => alerts.askPermission().then(updateNotifyButton));

@@ -6,6 +6,7 @@ import { el, formatTime, summary } from "/static/shared/render.js";
 import { avatar } from "./list.js";
 import { describeError } from "./errors.js";
 import { tagChips } from "./tags.js";
+import { learn, markOf, markChips } from "./marks.js";
 
 const $ = (id) => document.getElementById(id);
 const LIMIT = 30;
@@ -125,6 +126,7 @@ export class ConversationsView {
       this.items = [];
       this.dom.pane.scrollTop = 0; // a new list starts at its top
     }
+    learn(data.list);
     const seen = new Set(this.items.map((c) => Number(c.conversation_id)));
     for (const c of data.list || []) if (!seen.has(Number(c.conversation_id))) this.items.push(c);
     this.next = data.next_before ?? null;
@@ -187,6 +189,12 @@ export class ConversationsView {
       el("span", "conv-state state-" + stateKey, t("all." + stateKey)),
       el("span", "conv-who", who),
     );
+    // Left with the away form, rated (marks.js; a 32951 push changes it live).
+    const chips = markChips(markOf(c.conversation_id) || c);
+    if (chips.length) {
+      b.classList.add("has-marks");
+      b.append(el("span", "conv-marks", null, ...chips));
+    }
     const li = el("li", "conv-item conv-all", null, b);
     if (c.tags && c.tags.length) li.append(tagChips(c.tags));
     return li;

@@ -1,6 +1,7 @@
 // The conversation list: one entry per guest_info, most recent first.
 import { t } from "/static/shared/i18n.js";
 import { el, formatTime, summary, renderAvatar } from "/static/shared/render.js";
+import { markOf, markChips } from "./marks.js";
 
 /** The guest's name, or "Visitor #gid". */
 export function guestName(g) {
@@ -163,5 +164,13 @@ export class ConversationList {
     badge.hidden = !unread;
     li.replaceChildren(wrap, top, time, text, badge);
     li.setAttribute("aria-label", name + (unread ? " (" + unread + ")" : ""));
+    // Left with the away form, rated (marks.js): a line of chips, read as the item's description.
+    const chips = markChips(markOf(g.conversation_id));
+    if (chips.length) {
+      const marks = el("span", "conv-marks", null, ...chips);
+      marks.id = "conv-marks-" + Number(g.gid);
+      li.append(marks);
+      li.setAttribute("aria-describedby", marks.id);
+    } else li.removeAttribute("aria-describedby");
   }
 }

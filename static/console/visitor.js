@@ -7,6 +7,7 @@ import { t, getLanguage } from "/static/shared/i18n.js";
 import { el, formatTime, safeUrl, summary } from "/static/shared/render.js";
 import { describeError } from "./errors.js";
 import { tagChips } from "./tags.js";
+import { learn, markOf, markChips } from "./marks.js";
 
 const $ = (id) => document.getElementById(id);
 const CLOCK_MS = 15_000;
@@ -222,6 +223,7 @@ export class VisitorPanel {
     }
     if (token !== this.loadToken || gid !== this.gid) return;
     this.conversations = data.list || [];
+    learn(this.conversations);
     this.dom.status.textContent = this.conversations.length ? "" : t("visitor.noConversations");
     this.renderConversations();
     this.app.onConversations(gid, this.conversations);
@@ -242,7 +244,8 @@ export class VisitorPanel {
     const shown = this._shownConversation();
     const current = this.guest && this.guest.conversation_id != null ? Number(this.guest.conversation_id) : null;
     // Only when something changed (a re-render would close an open <details>, drop the focus).
-    const key = [getLanguage(), shown && shown.conversation_id, current, JSON.stringify(this.conversations)].join("|");
+    const key = [getLanguage(), shown && shown.conversation_id, current, JSON.stringify(this.conversations),
+      JSON.stringify(this.conversations.map((c) => markOf(c.conversation_id)))].join("|");
     if (!force && key === this.convsKey) return;
     this.convsKey = key;
     const pages = (shown && shown.pages) || [];
@@ -273,6 +276,9 @@ export class VisitorPanel {
       const meta = el("div", "past-meta", t("all.messages", { g: c.guest_messages ?? 0, a: c.agent_messages ?? 0 }));
       if (id === current) meta.append(" · ", el("strong", null, t("visitor.current")));
       li.append(meta);
+      // Left with the away form; the visitor's rating and comment (marks.js, push 32951).
+      const chips = markChips(markOf(id) || c, { comment: true });
+      if (chips.length) li.append(el("div", "past-marks", null, ...chips));
       if (c.tags && c.tags.length) li.append(tagChips(c.tags));
       if (c.pages && c.pages.length) {
         const det = el("details", "past-pages", null, el("summary", null, t("visitor.pagesOf", { n: c.pages.length })));

@@ -14,6 +14,9 @@ addCatalog({
     "render.unsupported": "[unsupported message]",
     "system.transfer": "{from_name} transferred the conversation to {to_name}",
     "system.end": "{by_name} ended the conversation",
+    "system.busy": "All our agents are busy. We will answer as soon as we can.",
+    "system.busyQueue": "All our agents are busy. You are number {queue_position} in line.",
+    "system.away": "We are away right now. We will answer as soon as we are back.",
   },
   "zh-CN": {
     "render.image": "图片", "render.voice": "语音消息", "render.video": "视频", "render.file": "文件",
@@ -22,6 +25,8 @@ addCatalog({
     "render.read": "已读", "render.sent": "已发送", "render.sending": "发送中…", "render.failed": "发送失败",
     "render.unsupported": "[不支持的消息]",
     "system.transfer": "{from_name} 将会话转接给了 {to_name}", "system.end": "{by_name} 结束了会话",
+    "system.busy": "客服正忙，我们会尽快回复您。", "system.busyQueue": "客服正忙，您排在第 {queue_position} 位。",
+    "system.away": "我们现在不在线，回来后会尽快回复您。",
   },
 });
 
@@ -202,6 +207,19 @@ export function renderAvatar(name, url, className = "cs-avatar") {
   return el("div", className, String(name || "?").trim().charAt(0).toUpperCase());
 }
 
+/** A system message's event in the reader's language, or null (show its English msg).
+ *  "busy" / "away" (automatic replies): the group's own text in that language, else ours. */
+function systemText(e) {
+  if (!e || typeof e !== "object") return null;
+  const key = "system." + e.event;
+  if (e.event === "busy" || e.event === "away") {
+    const own = e.text && typeof e.text === "object" && e.text[/^zh/.test(getLanguage()) ? "zh" : "en"];
+    if (typeof own === "string" && own.trim()) return own;
+    return t(e.event === "busy" && e.queue_position > 0 ? "system.busyQueue" : key, e);
+  }
+  return t(key) !== key ? t(key, e) : null;
+}
+
 // One message row: <div class="cs-msg cs-msg-mine|cs-msg-theirs|cs-msg-system" data-id>.
 // opts: mine, name, avatar, showRead (a tick on my messages), pending (true | "failed").
 export function renderMessage(m, opts = {}) {
@@ -210,10 +228,9 @@ export function renderMessage(m, opts = {}) {
   if (m.id) row.dataset.id = m.id;
   if (m.client_msg_id) row.dataset.cid = m.client_msg_id;
   if (system) {
-    // The event in the reader's language
-    const key = m.event && "system." + m.event.event;
-    const box = el("div", "cs-system", null,
-      renderContent(key && t(key) !== key ? { ...m, msg: t(key, m.event) } : m));
+    // The event in the reader's language (else the English msg)
+    const text = systemText(m.event);
+    const box = el("div", "cs-system", null, renderContent(text == null ? m : { ...m, msg: text }));
     box.title = formatTime(m.created_at);
     row.append(box);
     return row;

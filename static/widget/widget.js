@@ -1,7 +1,7 @@
 // The visitor's chat page, shown in an iframe by /embed.js (or opened as /widget/#group=N).
 import { ChatClient, newMsgId } from "/static/shared/chat-client.js";
 import { addCatalog, t, bindLanguageSelect, onLanguageChange, translatePage } from "/static/shared/i18n.js";
-import { renderMessage, renderAvatar, setRead } from "/static/shared/render.js";
+import { el, renderMessage, renderAvatar, setRead } from "/static/shared/render.js";
 import { uploadFile } from "/static/shared/upload.js";
 
 addCatalog({
@@ -17,6 +17,9 @@ addCatalog({
     tooLong: "The message is too long.", notSent: "Not sent: {reason}", retry: "Click to try again",
     unavailable: "Chat is not available right now.",
     blocked: "You cannot send messages here for now. What you write is kept until you can.",
+    busy: "All agents are busy", busyWait: "All agents are busy — about {n} min wait",
+    position: "you are number {n} in line", away: "We are away",
+    leftNote: "We'll answer by e-mail at {email}", transcript: "Send me the transcript",
   },
   "zh-CN": {
     title: "在线客服", language: "语言", close: "关闭", attach: "发送图片或文件",
@@ -30,6 +33,9 @@ addCatalog({
     tooLong: "消息太长了。", notSent: "发送失败：{reason}", retry: "点击重试",
     unavailable: "在线客服暂时不可用。",
     blocked: "您暂时无法在此发送消息，已输入的内容会为您保留。",
+    busy: "客服都在忙", busyWait: "客服都在忙，预计等待约 {n} 分钟",
+    position: "您排在第 {n} 位", away: "客服暂时不在",
+    leftNote: "我们会通过邮件回复到 {email}", transcript: "把聊天记录发到我的邮箱",
   },
 });
 
@@ -49,7 +55,10 @@ const rows = new Map(); // id or client_msg_id -> row element
 const pending = new Map(); // client_msg_id -> {m, params, failed}
 let initialDone = false, hasMore = false, loadingOlder = false, panelOpen = true;
 let unread = 0, typingTimer = 0, lastTyping = 0, blocked = false, audio = null;
-let note = ""; // queue / ended line
+let note = ""; // "queue" (22098) | "ended" (22701) | ""
+// The group's availability (PROTOCOL §4 21000, 22095): "online" | "busy" | "away"
+let avail = "online", wait = null, greeting = null, queuePos = 0, endedId = -1;
+let rx = null, rxMod = null; // the reception screens (reception.js), loaded on first use
 let context = null, contextSent = ""; // the host page (PROTOCOL §4 21000 context, 22800)
 
 // Storage (may be blocked in a third-party iframe)
@@ -115,11 +124,19 @@ function start(cfg) {
     if (m.sender !== "guest") onIncoming(m);
   });
   client.on(22299, (d) => markMineRead(d.last_read_id));
-  client.on(22401, (d) => { setAgent(d.agent); note = ""; showState(); });
-  client.on(22098, (d) => { note = t("queue", { n: d.queue_position }); showState(); });
+  client.on(22401, (d) => { setAgent(d.agent); note = ""; queuePos = 0; showState(); });
+  client.on(22098, (d) => { queuePos = Number(d.queue_position) || 0; note = "queue"; showState(); });
   client.on(22699, () => showTyping(true));
-  client.on(22701, () => { setAgent(null); note = t("ended"); showState(); });
+  client.on(22701, () => { // the agent ended the chat: ask for a rating (PROTOCOL §4 22950)
+    setAgent(null);
+    note = "ended";
+    queuePos = 0;
+    endedId = Math.max(0, ...msgs.keys());
+    showState();
+    reception("rating", true);
+  });
   client.on(22097, (d) => setBlocked(d.blocked));
+  client.on(22095, setAvailability);
   client.connect();
 }
 
@@ -152,7 +169,24 @@ function fatal() {
 function showState() {
   const s = client ? client.state : "connecting";
   if (s !== "offline") banner(s === "online" ? "" : t(s));
-  $("status").textContent = note || (agent ? t("online") : s === "online" ? t("waiting") : "");
+  $("status").textContent = agent ? t("online") : s === "online" ? statusText() : "";
+  updateEmpty();
+}
+
+function statusText() {
+  const pos = queuePos ? t("position", { n: queuePos }) : "";
+  if (avail === "away") return t("away");
+  if (avail === "busy") {
+    const busy = wait > 0 ? t("busyWait", { n: Math.max(1, Math.round(wait / 60)) }) : t("busy");
+    return busy + (pos ? " · " + pos : "");
+  }
+  return note === "ended" ? t("ended") : note === "queue" && pos ? t("queue", { n: queuePos }) : t("waiting");
+}
+
+function setAvailability(d) {
+  avail = ["online", "busy", "away"].includes(d.availability) ? d.availability : "online";
+  wait = Number(d.expected_wait) || null;
+  showState();
 }
 
 function setAgent(a) {
@@ -176,6 +210,7 @@ function setBlocked(on) {
   blocked = !!on;
   $("blocked").hidden = !blocked;
   $("send").disabled = $("attach").disabled = blocked;
+  updateEmpty();
 }
 
 // History
@@ -183,7 +218,8 @@ function onLogin(data) {
   setAgent(data.agent);
   setBlocked(data.blocked);
   note = "";
-  showState();
+  greeting = typeof data.greeting === "string" && data.greeting.trim() ? data.greeting : null;
+  setAvailability(data);
   unread = Number(data.unread) || 0;
   reportUnread();
   if (initialDone) catchUp();
@@ -203,6 +239,11 @@ async function loadInitial() {
   updateEmpty();
   markRead();
   if (hasMore && log.scrollHeight <= log.clientHeight) loadOlder();
+  // Ended by the agent within the hour, neither rated nor dismissed: ask again after a reload.
+  const last = lastMessage();
+  if (isEnd(last) && Date.now() - last.created_at < 3600e3 && store("getItem", rateKey()) !== String(last.id)) {
+    reception("rating", true);
+  }
 }
 
 async function catchUp() {
@@ -243,6 +284,8 @@ function render(m, state) {
   const who = agents.get(m.admin_id);
   const name = mine ? "" : who ? who.name : t("title");
   const row = renderMessage(m, { mine, showRead: mine, pending: state, name, avatar: who && who.avatar });
+  const left = leftMessage();
+  if (left && left.id === m.id) row.querySelector(".cs-col").append(el("div", "cs-left-note", t("leftNote", left)));
   if (state === "failed") {
     row.title = t("retry");
     row.addEventListener("click", () => retry(m.client_msg_id));
@@ -262,6 +305,7 @@ function add(m) {
     pending.delete(cid);
   }
   msgs.set(m.id, m);
+  if (m.sender !== "system" && m.id > endedId) note = note === "ended" ? "" : note;
   const row = render(m);
   rows.set(m.id, row);
   const next = [...list.children].find((r) => !r.dataset.id || Number(r.dataset.id) > m.id);
@@ -271,7 +315,49 @@ function add(m) {
 }
 
 function updateEmpty() {
-  $("empty").hidden = !initialDone || list.children.length > 0;
+  const none = list.children.length === 0;
+  const away = avail === "away" && initialDone && !blocked && !going();
+  $("transcript").hidden = none;
+  $("empty").textContent = greeting || t("welcome");
+  $("empty").hidden = !initialDone || !none || away;
+  if (away || rx) reception("away", away);
+}
+
+// -- Reception: the away form, the rating, the transcript (reception.js, loaded on first use) --
+const lastMessage = () => msgs.get(Math.max(0, ...msgs.keys()));
+const isEnd = (m) => !!m && m.sender === "system" && !!m.event && m.event.event === "end";
+const rateKey = () => "cschat.rated." + group;
+const leftKey = () => "cschat.left." + group;
+function leftMessage() {
+  try { return JSON.parse(store("getItem", leftKey())); } catch (e) { return null; }
+}
+
+/** A conversation is going: an agent holds it, or it has messages, did not end and the last
+ *  is recent (PROTOCOL R24: a silent one is released after release_after, 10 minutes). */
+function going() {
+  const last = lastMessage();
+  if (agent || pending.size) return true;
+  if (!last || note === "ended" || isEnd(last)) return false;
+  return Date.now() - last.created_at < 600e3;
+}
+
+/** Show (on) or take away one of the reception screens: "away", "rating", "transcript". */
+function reception(what, on) {
+  rx = rx || import("/static/widget/reception.js").then((mod) => mod.setup({
+    client: () => client, box: $("extra"), store, group: () => group, input, blocked: setBlocked, follow,
+    availability: () => avail, greeting: () => greeting, opener: $("transcript"),
+    leftEmail: () => (leftMessage() || {}).email,
+    left(m, email) { // PROTOCOL §4 22900: shown with the address we will answer to
+      store("setItem", leftKey(), JSON.stringify({ id: m.id, email }));
+      add(m);
+      follow(true);
+    },
+    rated() { // asked no more about the chat the agent ended last
+      const ends = [...msgs.values()].filter(isEnd).map((m) => m.id);
+      if (ends.length) store("setItem", rateKey(), String(Math.max(...ends)));
+    },
+  })).then((mod) => (rxMod = mod), () => { rx = null; }); // not loaded: tried again next time
+  return rx.then((mod) => mod && mod.show(what, on));
 }
 
 function markMineRead(lastId) {
@@ -348,6 +434,7 @@ function showPending(m, params) {
   else list.append(row);
   rows.set(cid, row);
   pending.set(cid, { m, params });
+  if (rxMod) rxMod.show("rating", false); // a new conversation: the last one is no more rated
   updateEmpty();
   follow(true);
   return cid;
@@ -491,6 +578,7 @@ log.addEventListener("scroll", () => {
 });
 document.addEventListener("visibilitychange", () => { reportUnread(); markRead(); });
 $("close").addEventListener("click", () => parent.postMessage({ type: "cschat-close" }, "*"));
+$("transcript").addEventListener("click", () => reception("transcript", true));
 
 window.addEventListener("message", (e) => {
   const d = e.data;

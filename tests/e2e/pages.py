@@ -331,3 +331,167 @@ def agent_calls(console: Console, *calls: dict) -> list[dict]:
     """Requests of the signed-in agent of ``console`` on a second connection of its own
     (another tab, PROTOCOL R14), one after the other; the answers, as sent."""
     return console.page.evaluate(_AGENT_CALLS, list(calls))
+
+
+# -- Reception (docs/protocol.md §4 "Availability", "E-mail", "Ratings"; §10 group settings),
+# as test_console_reception.py uses it.
+_GUEST_CALLS = """async (calls) => {
+  // The widget's own visitor token: the demo page and the widget's frame share the origin.
+  const key = Object.keys(localStorage).find((k) => k.startsWith("cschat.guest."));
+  const token = key && localStorage.getItem(key);
+  if (!token) throw new Error("the widget left no visitor token in localStorage");
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws");
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  const waiting = new Map();
+  let seq = 0;
+  ws.onmessage = (e) => {
+    const f = JSON.parse(e.data);
+    if (waiting.has(f.seq)) { waiting.get(f.seq)(f); waiting.delete(f.seq); }
+  };
+  const call = (frame) => new Promise((resolve) => {
+    waiting.set(++seq, resolve);
+    ws.send(JSON.stringify({ ...frame, call_type: 1, seq }));
+  });
+  const answers = [await call({ api_key: 21000, token })];
+  for (const frame of calls) answers.push(await call(frame));
+  ws.close();
+  return answers;
+}"""
+
+
+def guest_calls(visitor: Widget | Page, *calls: dict) -> list[dict]:
+    """Requests of the widget's visitor (its token from localStorage) on a guest connection
+    of its own (another tab, PROTOCOL §4), from the widget's page or another page of the
+    visitor's browser on the server's origin: the 21000 answer, then each request's, as
+    sent."""
+    page = visitor.page if isinstance(visitor, Widget) else visitor
+    return page.evaluate(_GUEST_CALLS, list(calls))
+
+
+def leave_shop(visitor: Widget) -> Page:
+    """The visitor closes the shop's page (its widget goes offline) and keeps a plain page
+    of the server's origin (no widget) in the same browser, for :func:`guest_calls`."""
+    page = visitor.page.context.new_page()
+    page.goto(visitor.server.url + "/healthz")
+    visitor.page.close()
+    return page
+
+
+class Hours:
+    """Settings › Hours & messages of an admin's console (admin-hours.js)."""
+
+    def __init__(self, settings: Settings):
+        self.settings, self.page = settings, settings.page
+
+    @property
+    def availability(self) -> Locator:
+        return self.page.locator("#hours-availability")
+
+    @property
+    def mail_notice(self) -> Locator:
+        return self.page.locator("#hours-mail")
+
+    @property
+    def error(self) -> Locator:
+        """The form's error line, next to Save."""
+        return self.page.locator("#hours-form-error")
+
+    @property
+    def time_zone(self) -> Locator:
+        return self.page.get_by_label("Time zone of the hours and closed days")
+
+    def day(self, name: str) -> Locator:
+        """One weekday's row ("Monday"), a group of its ranges."""
+        return self.page.get_by_role("group", name=name, exact=True)
+
+    @property
+    def closed_days(self) -> Locator:
+        return self.page.locator("#hours-closed > .hours-closed-item")
+
+    def add_closed_day(self, iso: str) -> None:
+        self.page.get_by_label("Add a closed day").fill(iso)
+        self.page.locator("#hours-closed-add").click()
+        expect(self.closed_days.locator(f"time[datetime='{iso}']")).to_be_visible()
+
+    def text(self, legend: str, language: str) -> Locator:
+        """A text field: ``legend`` "Greeting", "Busy reply" or "Away reply"; ``language``
+        "English" or "Chinese"."""
+        return self.page.locator("#hours-texts fieldset").filter(
+            has=self.page.locator("legend", has_text=re.compile(rf"^{re.escape(legend)}$"))
+        ).get_by_label(language)
+
+    @property
+    def email(self) -> Locator:
+        return self.page.get_by_label("The group's address for mail to the shop (optional)")
+
+    def save(self) -> None:
+        self.page.locator("#hours-form").get_by_role("button", name="Save").click()
+
+
+# -- The widget's reception screens (docs/protocol.md §4 "Availability", "E-mail", "Ratings"):
+# static/widget/reception.js, as test_widget_reception.py uses them.
+class ChineseWidget(Widget):
+    """A :class:`Widget` of a visitor whose browser speaks Chinese (locale zh-CN)."""
+
+    @property
+    def bubble(self) -> Locator:
+        return self.page.get_by_role("button", name="在线客服")
+
+    @property
+    def input(self) -> Locator:
+        return self.frame.get_by_placeholder("输入消息…")
+
+
+class WidgetReception:
+    """The availability line, the away form, the rating and the transcript of a
+    :class:`Widget` (English UI unless said otherwise)."""
+
+    def __init__(self, widget: Widget):
+        self.widget, self.frame = widget, widget.frame
+
+    @property
+    def status(self) -> Locator:
+        """The line under the agent's name: "Online", "All agents are busy…", "We are away…"."""
+        return self.frame.locator("#status")
+
+    @property
+    def empty(self) -> Locator:
+        """The text of the empty widget: the group's greeting, else the generic one."""
+        return self.frame.locator("#empty")
+
+    # -- away form (22900) --
+    @property
+    def away_form(self) -> Locator:
+        return self.frame.get_by_role("region", name="We are away right now")
+
+    def field(self, label: str) -> Locator:
+        return self.away_form.get_by_label(label, exact=True)
+
+    def leave_message(self, email: str, text: str, name: str = "") -> None:
+        self.field("Name (optional)").fill(name)
+        self.field("E-mail").fill(email)
+        self.field("Message").fill(text)
+        self.away_form.get_by_role("button", name="Send message").click()
+
+    # -- rating (22950) --
+    @property
+    def rating(self) -> Locator:
+        return self.frame.get_by_role("region", name="How was this chat?")
+
+    def star(self, n: int) -> Locator:
+        return self.rating.get_by_role("radio", name=f"{n} star" + ("s" if n > 1 else ""),
+                                       exact=True)
+
+    # -- transcript (22960) --
+    @property
+    def transcript_button(self) -> Locator:
+        return self.frame.get_by_role("button", name="Send me the transcript")
+
+    @property
+    def transcript(self) -> Locator:
+        return self.frame.get_by_role("region", name="Send me the transcript")
+
+    @property
+    def alert(self) -> Locator:
+        """The error line of the card shown (role alert)."""
+        return self.frame.locator(".rx-card [role=alert]:visible")

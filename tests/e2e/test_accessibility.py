@@ -1,7 +1,8 @@
 """The pages pass axe-core's accessibility rules (WCAG 2.x A/AA and best practices) in a
 real browser against ``cschat run --demo``: the console signed out and signed in with a
-conversation open, every tab of its Settings area, the demo shop page with the widget
-open, and the widget page on its own.
+conversation open, every tab of its Settings area, a conversation left with the away form
+and a rated one (with the notice of the rating), the demo shop page with the widget open,
+and the widget page on its own.
 
 A violation of impact "serious" or "critical" fails the test, with each rule, its
 impact and the elements it found; lesser ones are only written down. Every scan's
@@ -21,10 +22,11 @@ pytest.importorskip("axe_playwright_python.sync_playwright",
 from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from .pages import Console, Settings, Widget  # noqa: E402
+from .pages import Console, Desk, Settings, Widget, guest_calls, leave_shop  # noqa: E402
 
 BLOCKING = ("critical", "serious")
-SETTINGS_TABS = ("Agents", "Groups", "Audit log", "Webhooks", "Reports")
+SETTINGS_TABS = ("Agents", "Groups", "Audit log", "Webhooks", "Reports", "Canned replies",
+                 "Blocked visitors", "Hours & messages")
 
 axe = Axe()
 
@@ -122,6 +124,52 @@ def test_console_settings_tabs(demo, new_page, scans):
         expect(settings.panel).to_be_visible()
         alice.page.wait_for_load_state("networkidle")
         scans.scan(alice.page, f"console settings {tab}")
+    scans.check()
+
+
+def test_console_settings_hours_with_a_failed_save(demo, new_page, scans):
+    """Hours & messages with its hours shown, a closed day, the mail notice and an error
+    from the server next to the form (PROTOCOL §10 group settings)."""
+    alice = Console(new_page(), demo, "alice").sign_in("Alice")
+    Settings(alice).open("Hours & messages")
+    page = alice.page
+    page.get_by_label("Open at these hours").check()
+    page.get_by_label("Add a closed day").fill("2026-12-25")
+    page.locator("#hours-closed-add").click()
+    page.get_by_label("Time zone of the hours and closed days").fill("Nowhere/Atlantis")
+    page.locator("#hours-form").get_by_role("button", name="Save").click()
+    expect(page.locator("#hours-form-error")).to_contain_text("timezone")
+    expect(page.locator("#hours-mail")).to_be_visible()
+    scans.scan(page, "console settings hours error")
+    scans.check()
+
+
+def test_console_left_message_and_rating(demo, new_page, scans):
+    """A conversation left with the away form in the list, a rated one in the chat and the
+    visitor panel, and the notice of the rating (PROTOCOL §4 22900, 22950; §6 32951)."""
+    alice = Console(new_page(), demo, "alice").sign_in("Alice")
+    visitor = Widget(new_page(), demo)
+    visitor.open()
+    visitor.wait_agent("Alice")
+    gid = alice.only_conversation()
+    visitor.send("Is the green tea organic?")
+    alice.open(gid)
+    alice.send("Yes, it is.")
+    expect(visitor.message("Yes, it is.")).to_be_visible()
+    rater = leave_shop(visitor)
+    alice.page.get_by_role("button", name="End", exact=True).click()
+    Desk(alice).confirm()
+    guest_calls(rater, {"api_key": 22950, "rating": 5, "comment": "Very helpful"})
+    expect(alice.page.locator("#toast")).to_be_visible()
+    other = Widget(new_page(), demo)
+    other.open()
+    other.wait_agent("Alice")
+    guest_calls(other, {"api_key": 22900, "name": "Mei", "email": "mei@example.com",
+                        "msg": "Please call me back"})
+    left = alice.page.locator("#conv-list .conv-marks").filter(has_text="Left a message")
+    expect(left).to_be_visible()
+    expect(alice.page.locator("#chat-marks")).to_be_visible()
+    scans.scan(alice.page, "console left message and rating")
     scans.check()
 
 

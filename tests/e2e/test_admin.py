@@ -210,10 +210,11 @@ def test_webhooks_are_added_with_a_secret_shown_once_and_deleted(demo, new_page)
     dialog = settings.dialog
     url = "http://127.0.0.1:9/cschat-hook"
     dialog.get_by_label("Address").fill(url)
-    # PROTOCOL §11: the five events, as checkboxes.
+    # PROTOCOL §11: the seven events, as checkboxes.
     boxes = dialog.get_by_role("checkbox")
-    expect(boxes).to_have_count(5)
-    for event in ("conversation.created", "conversation.assigned", "conversation.transferred"):
+    expect(boxes).to_have_count(7)
+    for event in ("conversation.created", "conversation.assigned", "conversation.transferred",
+                  "conversation.rated", "visitor.left_message"):
         dialog.get_by_role("checkbox", name=re.compile(re.escape(event))).uncheck()
     dialog.get_by_role("button", name="Add").click()
 
