@@ -109,10 +109,8 @@ def test_with_no_agent_the_away_form_leaves_a_message_an_agent_gets_later(demo, 
     expect(message).to_be_visible()
     expect(message).to_contain_text(LEFT_NOTE.format("ann@example.com"))
     expect(rx.away_form).to_have_count(0)
-    # The automatic away reply (PROTOCOL §4, a system message with event "away", text null):
-    # the widget's own words.
-    expect(visitor.messages.filter(has_text="We are away right now. We will answer as soon "
-                                            "as we are back.")).to_be_visible()
+    # No automatic away reply (PROTOCOL §4 22900): the visitor has just left its address.
+    expect(visitor.messages.filter(has_text="We are away right now.")).to_have_count(0)
     # The database holds the address and marks the conversation (PROTOCOL §4 "E-mail").
     (gid, name, context), = demo.db("SELECT gid, name, context FROM guests")
     assert name == "Ann" and json.loads(context)["email"] == "ann@example.com"
@@ -120,13 +118,11 @@ def test_with_no_agent_the_away_form_leaves_a_message_an_agent_gets_later(demo, 
     assert demo.db("SELECT body FROM messages WHERE sender = 'guest'") == [
         ("Do you ship teapots to Oslo?",)]
 
-    # An agent who signs in afterwards is handed the guest with its message (PROTOCOL R24),
-    # and its console shows the automatic reply in its own words (render.js, shared).
+    # An agent who signs in afterwards is handed the guest with its message (PROTOCOL R24).
     alice = Console(new_page(), demo, "alice").sign_in("Alice")
     expect(alice.conversations).to_have_count(1)
     alice.conversations.first.click()
     expect(alice.message("Do you ship teapots to Oslo?")).to_be_visible()
-    expect(alice.messages.filter(has_text="We are away right now.")).to_be_visible()
     visitor.wait_agent("Alice")
     alice.send("Yes, in three days.")
     expect(visitor.message("in three days")).to_be_visible()
