@@ -96,17 +96,15 @@ def build(path: str, messages: int, per_conversation: int, text=numbered) -> lis
     return list(range(1, GROUPS * AGENTS_PER_GROUP + 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--per-conversation", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="cschat-bench-reports-")
+def built_server(name: str, messages: int, per_conversation: int, text=numbered,
+                 settings: str = "") -> tuple[str, int, str, subprocess.Popen]:
+    """Build the database (:func:`build`) in a new folder and start ``cschat run`` on it,
+    answering ``/healthz``: ``(folder, port, an admin's token, the process)``."""
+    folder = tempfile.mkdtemp(prefix=f"cschat-bench-{name}-")
     path = os.path.join(folder, "chat.db")
     started = time.monotonic()
-    build(path, args.messages, args.per_conversation)
-    print(f"built {args.messages} messages in {time.monotonic() - started:.0f} s "
+    build(path, messages, per_conversation, text)
+    print(f"built {messages} messages in {time.monotonic() - started:.0f} s "
           f"({os.path.getsize(path) / 2**20:.0f} MiB)")
     with socket.socket() as probe:  # a free port
         probe.bind(("127.0.0.1", 0))
@@ -114,20 +112,31 @@ def main() -> None:
     config = os.path.join(folder, "cschat.ini")
     with open(config, "w") as handle:
         handle.write(f"[server]\nport = {port}\n[database]\npath = chat.db\n"
-                     "[uploads]\ndir = uploads\n")
+                     f"[uploads]\ndir = uploads\n{settings}")
     token = subprocess.run([sys.executable, "-m", "cschat", "--config", config, "token",
                             "agent", "1"], capture_output=True, text=True, check=True
                            ).stdout.strip()
     server = subprocess.Popen([sys.executable, "-m", "cschat", "run", "--config", config],
                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+            break
+        except OSError:
+            time.sleep(0.1)
+    return folder, port, token, server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--per-conversation", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    folder, port, token, server = built_server("reports", args.messages,
+                                               args.per_conversation)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
         for label, query in (("one group, JSON", "&group_id=1"), ("all groups, JSON", ""),
                              ("all groups, CSV by day", "&format=csv&rows=days")):
             url = f"{base}/api/admin/reports?from=2026-01-01&to=2026-12-31&tz=Asia/Shanghai" \

@@ -15,16 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-from bench_reports import build
+from bench_reports import built_server
 from tornado.websocket import websocket_connect
 
 PHRASES = ["我想退货", "请问什么时候发货", "这件衣服有没有大一号", "快递到哪里了", "谢谢你的帮助",
@@ -66,27 +61,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="cschat-bench-search-")
-    path = os.path.join(folder, "chat.db")
-    started = time.monotonic()
-    build(path, args.messages, 10, sentence)
-    print(f"built {args.messages} messages in {time.monotonic() - started:.0f} s "
-          f"({os.path.getsize(path) / 2**20:.0f} MiB)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = os.path.join(folder, "cschat.ini")
-    with open(config, "w") as handle:
-        handle.write(f"[server]\nport = {port}\n[database]\npath = chat.db\n"
-                     "[uploads]\ndir = uploads\n[chat]\nrate_limit = 1000\n"
-                     "identity_rate_limit = 1000\n")
-    token = subprocess.run([sys.executable, "-m", "cschat", "--config", config, "token",
-                            "agent", "1"], capture_output=True, text=True, check=True
-                           ).stdout.strip()
-    server = subprocess.Popen([sys.executable, "-m", "cschat", "run", "--config", config],
-                              stderr=subprocess.DEVNULL)
+    _, port, token, server = built_server(
+        "search", args.messages, 10, sentence,
+        "[chat]\nrate_limit = 1000\nidentity_rate_limit = 1000\n")
     try:
-        time.sleep(1.5)
         asyncio.run(measure(port, token, args.rounds))
     finally:
         server.terminate()

@@ -171,22 +171,29 @@ class DeskQueries:
             return [], None
 
         def search(conn):
-            scanned = [row[0] for row in conn.execute(
+            # Read the index a chunk at a time, newest first, and stop at a full page:
+            # most searches need only the first few matches.
+            matches = conn.execute(
                 "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ? "
                 "ORDER BY rowid DESC LIMIT ?",
-                (expression, before if before is not None else 2**63 - 1, _SEARCH_SCAN))]
-            if not scanned:
-                return [], None
-            hits = rows(conn.execute(
-                "SELECT m.id AS message_id, m.gid, g.name, m.sender, m.created_at, m.body, "
-                "(SELECT c.id FROM conversations c WHERE c.gid = m.gid "
-                "AND c.first_message_id <= m.id ORDER BY c.id DESC LIMIT 1) AS conversation_id "
-                "FROM messages m JOIN guests g ON g.gid = m.gid "
-                f"WHERE m.id IN ({','.join('?' * len(scanned))}) AND g.group_id = ? "
-                "ORDER BY m.id DESC LIMIT ?", (*scanned, group_id, limit)))
-            if len(hits) == limit:
-                return hits, hits[-1]["message_id"]
-            return hits, scanned[-1] if len(scanned) == _SEARCH_SCAN else None
+                (expression, before if before is not None else 2**63 - 1, _SEARCH_SCAN))
+            hits: list[dict] = []
+            scanned, last = 0, None
+            while len(hits) < limit:
+                chunk = [row[0] for row in matches.fetchmany(max(2 * limit, 50))]
+                if not chunk:
+                    break
+                scanned, last = scanned + len(chunk), chunk[-1]
+                hits += rows(conn.execute(
+                    "SELECT m.id AS message_id, m.gid, g.name, m.sender, m.created_at, "
+                    "m.body, (SELECT c.id FROM conversations c WHERE c.gid = m.gid "
+                    "AND c.first_message_id <= m.id ORDER BY c.id DESC LIMIT 1) "
+                    "AS conversation_id FROM messages m JOIN guests g ON g.gid = m.gid "
+                    f"WHERE m.id IN ({','.join('?' * len(chunk))}) AND g.group_id = ? "
+                    "ORDER BY m.id DESC", (*chunk, group_id)))
+            if len(hits) >= limit:
+                return hits[:limit], hits[limit - 1]["message_id"]
+            return hits, last if scanned == _SEARCH_SCAN else None
         return await self.read(search)
 
     async def search_visitors(self, group_id: int, query: str, limit: int) -> list[dict]:
