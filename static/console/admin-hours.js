@@ -160,19 +160,7 @@ export class HoursScreen {
 
   // ---- loading -------------------------------------------------------------------------
   async load() {
-    showError(this.dom.error, "");
-    try {
-      await this.area.loadGroups();
-    } catch (err) {
-      showError(this.dom.error, describeAdminError(err));
-      return;
-    }
-    if (this.groupId == null || !this.area.groups.some((g) => String(g.id) === String(this.groupId))) {
-      const mine = this.area.app.groupId && this.area.app.groupId();
-      const first = this.area.groups.find((g) => Number(g.id) === Number(mine)) || this.area.groups[0];
-      this.groupId = first ? String(first.id) : null;
-    }
-    this.area.fillGroupSelect(this.dom.group, this.groupId);
+    if (!(await this.area.pickGroup(this))) return;
     if (!this.dom.zones.options.length && typeof Intl.supportedValuesOf === "function") {
       this.dom.zones.replaceChildren(...Intl.supportedValuesOf("timeZone").map((z) => new Option(z)));
     }

@@ -1,7 +1,7 @@
 // The Settings area of the console, for admins (docs/protocol.md §10–12): the top bar's
 // Settings button, the tabs, and the shared state of the screens (admin-*.js).
 import { t, onLanguageChange, translatePage } from "/static/shared/i18n.js";
-import { AdminApi } from "./admin-api.js";
+import { AdminApi, describeAdminError, showError } from "./admin-api.js";
 import { AgentsScreen } from "./admin-agents.js";
 import { GroupsScreen } from "./admin-groups.js";
 import { AuditScreen } from "./admin-audit.js";
@@ -163,6 +163,28 @@ export class AdminArea {
   }
 
   /** Fill a <select> with the groups (disabled ones marked), keeping `value`. */
+  /**
+   * For a screen of one group (canned replies, hours): read the groups, keep the screen's
+   * group if it still exists, else take the agent's own or the first, and fill the
+   * screen's select. False, with the error shown, when the groups cannot be read.
+   */
+  async pickGroup(screen) {
+    showError(screen.dom.error, "");
+    try {
+      await this.loadGroups();
+    } catch (err) {
+      showError(screen.dom.error, describeAdminError(err));
+      return false;
+    }
+    if (screen.groupId == null || !this.groups.some((g) => String(g.id) === String(screen.groupId))) {
+      const mine = this.app.groupId && this.app.groupId();
+      const first = this.groups.find((g) => Number(g.id) === Number(mine)) || this.groups[0];
+      screen.groupId = first ? String(first.id) : null;
+    }
+    this.fillGroupSelect(screen.dom.group, screen.groupId);
+    return true;
+  }
+
   fillGroupSelect(select, value, { all = false } = {}) {
     const options = [];
     if (all) options.push(new Option(t("admin.reports.allGroups"), ""));
