@@ -300,17 +300,26 @@ export class ChatPane {
     if (token !== this.openToken) return;
     for (const m of older.list) this.place(m);
     this.hasMore = older.list.length >= PAGE;
-    let after = older.list.length ? Math.max(...older.list.map((m) => Number(m.id))) : anchor;
-    for (let i = 0; i < AROUND_PAGES; i++) {
+    const after = older.list.length ? Math.max(...older.list.map((m) => Number(m.id))) : anchor;
+    await this._placeAfter(token, base, after, AROUND_PAGES);
+  }
+
+  /**
+   * Place the messages newer than `after`, a page at a time (at most `pages` pages), up to
+   * the view's upper end. False when another conversation was opened meanwhile.
+   */
+  async _placeAfter(token, base, after, pages = Infinity) {
+    for (let i = 0; i < pages; i++) {
       if (this.view.upper != null && after >= this.view.upper) break;
       const data = await this.app.client.request(32100, { ...base, page_size: CATCH_UP_PAGE, after_id: after });
-      if (token !== this.openToken) return;
+      if (token !== this.openToken) return false;
       for (const m of data.list) {
         this.place(m);
         after = Math.max(after, Number(m.id));
       }
       if (data.list.length < CATCH_UP_PAGE) break;
     }
+    return true;
   }
 
   _showAnchor(id) {
@@ -669,16 +678,7 @@ export class ChatPane {
     const token = this.openToken;
     const base = { gid: this.gid, group_id: this.guest.group_id };
     try {
-      for (let after = this.newestId; ;) {
-        if (this.view.upper != null && after >= this.view.upper) break;
-        const data = await this.app.client.request(32100, { ...base, page_size: CATCH_UP_PAGE, after_id: after });
-        if (token !== this.openToken) return;
-        for (const m of data.list) {
-          this.place(m);
-          after = Math.max(after, Number(m.id));
-        }
-        if (data.list.length < CATCH_UP_PAGE) break;
-      }
+      if (!(await this._placeAfter(token, base, this.newestId))) return;
       const params = { ...base, page_size: PAGE };
       if (this.view.upper != null) params.before_id = this.view.upper + 1;
       const recent = await this.app.client.request(32100, params);
