@@ -90,7 +90,9 @@ class Server:
                                 mail_enabled=bool(self.settings.email["smtp_host"]))
         self.store.reply_batch_ms = self.settings.email["reply_batch_seconds"] * 1000
         self.store.mail_per_hour = self.settings.email["max_per_hour"]
-        self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat)
+        self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat,
+                                self.settings.privacy["search_index"])
+        reindex = await self.store.switch_search_index(self.settings.privacy["search_index"])
         self.reception = self.chat.reception = Reception(
             self.store, self.broker, self.chat, self.settings.email["queue_alert_seconds"])
         await self.chat.start()
@@ -118,6 +120,8 @@ class Server:
         loop = asyncio.get_running_loop()
         self._sweepers = [loop.create_task(self._sweep_silent()),
                           loop.create_task(self._sweep_unused_files())]
+        if reindex:
+            self._sweepers.append(loop.create_task(self._reindex()))
         log.info("cschat listening on http://%s:%d (database %s)", self.settings.server["host"],
                  self.port, self.settings.database["path"])
 
@@ -169,6 +173,19 @@ class Server:
                 await self.uploads.remove_unused()
             except Exception:  # noqa: BLE001 - try again next round
                 log.exception("removing unused uploads failed")
+
+    async def _reindex(self) -> None:
+        """Index the messages stored while ``[privacy] search_index`` was off, a chunk at a
+        time between the chat's own writes."""
+        log.info("search: indexing the messages stored while it was off")
+        while True:
+            try:
+                if not await self.store.reindex_some():
+                    break
+            except Exception:  # noqa: BLE001 - a full disk, say: try again shortly
+                log.exception("indexing messages for search failed")
+                await asyncio.sleep(5)
+        log.info("search: every message is indexed")
 
     def track(self, work: Awaitable) -> None:
         """Run ``work`` in the background, kept alive until it ends."""

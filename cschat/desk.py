@@ -48,9 +48,10 @@ class DeskService:
     """The desk of one server; it shares the chat service's routing and blocked set."""
 
     def __init__(self, store: Store, broker: MemoryBroker, chat: ChatService,
-                 chat_settings: dict):
+                 chat_settings: dict, message_search: bool = True):
         self.store, self.broker, self.chat = store, broker, chat
         self.max_note_length = chat_settings["max_message_length"]
+        self.message_search = message_search  # [privacy] search_index
 
     # -- past conversations and search -----------------------------------------------------
 
@@ -74,20 +75,24 @@ class DeskService:
                 "next_before": found[-1]["conversation_id"] if len(found) == limit else None}
 
     async def search(self, session: Session, params: dict) -> dict:
-        """32810: text messages and visitors of my group matching ``q``."""
+        """32810: text messages and visitors of my group matching ``q``; visitors only
+        when ``[privacy] search_index`` is off (``message_search`` false)."""
         query = params.get("q")
         if not isinstance(query, str) or not 0 < len(query.strip()) <= MAX_QUERY:
             raise ApiError(p.BAD_PARAMETER, f"q must have 1 to {MAX_QUERY} characters")
         query = query.strip()
         before = p.optional_integer(params, "before")
         limit = p.integer(params, "limit", default=20, low=1, high=50)
-        hits, next_before = await self.store.search_messages(session.group_id, query, before,
-                                                             limit)
+        hits, next_before = [], None
+        if self.message_search:
+            hits, next_before = await self.store.search_messages(session.group_id, query,
+                                                                 before, limit)
         messages = [{**{k: v for k, v in hit.items() if k != "body"},
                      "snippet": snippet(hit["body"], query)} for hit in hits]
         visitors = [] if before is not None else await self.store.search_visitors(
             session.group_id, query, VISITOR_MATCHES)
-        return {"messages": messages, "visitors": visitors, "next_before": next_before}
+        return {"messages": messages, "visitors": visitors, "next_before": next_before,
+                "message_search": self.message_search}
 
     # -- notes and tags ------------------------------------------------------------------------
 

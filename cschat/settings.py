@@ -319,6 +319,11 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
         "store_ip": Setting(
             "false", _boolean,
             "Keep the visitor's IP address with its context (off: never stored)."),
+        "search_index": Setting(
+            "true", _boolean,
+            "Keep the text of messages in a search index for the agents' search (off: the "
+            "index is emptied at start-up and search finds visitors by name only; on again: "
+            "the messages stored meanwhile are indexed in the background)."),
     },
     "metrics": {
         "enabled": Setting("false", _boolean, "Serve GET /metrics in Prometheus text format."),

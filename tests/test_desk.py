@@ -3,6 +3,7 @@ the visitor's context, past conversations, search, notes, tags, blocks, canned r
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -261,3 +262,41 @@ async def test_search_goes_on_past_other_groups_matches(make_server, monkeypatch
     assert [[part["text"] for part in m["snippet"] if part["match"]]
             for m in second["messages"]] == [["refund"]]
     assert second["messages"][0]["gid"] == mine.login_data["gid"]
+
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_search_index_switched_off_keeps_no_text_and_catches_up_when_on(
+        make_server, tmp_path, monkeypatch):
+    # PROTOCOL §3 32810, [privacy] search_index: off, the index is emptied and a search finds
+    # visitors by name only (message_search false); on again, the messages stored meanwhile
+    # are indexed in the background, a chunk at a time
+    monkeypatch.setattr("cschat.store.desk._REINDEX_CHUNK", 2)
+    database = {"path": str(tmp_path / "shop.db")}
+    h, group, admin_id, agent = await desk(make_server, database=database)
+    await (await visitor(h, "zhang", group)).ok(22300, msg="refund one")
+    found = await agent.ok(32810, q="refund")
+    assert len(found["messages"]) == 1 and found["message_search"] is True
+    indexed = "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH 'refund'"
+    await h.server.stop()
+
+    h = await make_server(database=database, privacy={"search_index": False})
+    assert h.db(indexed) == [(0,)]
+    guest = await visitor(h, "zhang", group)
+    for n in range(4):
+        await guest.ok(22300, msg=f"refund {n}")
+    assert h.db(indexed) == [(0,)]
+    off = await (await h.agent_client(admin_id)).ok(32810, q="zhang")
+    assert (off["messages"], off["message_search"]) == ([], False)
+    assert [v["name"] for v in off["visitors"]] == ["Zhang"]
+    await h.server.stop()
+
+    h = await make_server(database=database)
+    new = (await (await visitor(h, "zhang", group)).ok(22300, msg="refund new"))["message_info"]
+    for _ in range(100):
+        if h.db("SELECT value FROM meta WHERE key = 'search_index'") == []:
+            break
+        await asyncio.sleep(0.05)
+    found = await (await h.agent_client(admin_id)).ok(32810, q="refund")
+    assert [m["message_id"] for m in found["messages"]][:1] == [new["id"]]
+    assert len(found["messages"]) == 6 and h.db(indexed) == [(6,)]

@@ -28,7 +28,8 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
 
     ``guest`` is the guest's row after the message: ``gid``, ``group_id``,
     ``uid``, ``name``, ``assigned_aix``, ``queued_at``, ``conversation_id``,
-    ``context``. A text message is added to the search index.
+    ``context``. A text message is added to the search index, unless ``[privacy]
+    search_index`` is off (``conn.search_index``, set on the writer's connection).
     System messages are not counted and start nothing.
     """
     sender, at = message["sender"], message["created_at"]
@@ -40,7 +41,7 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
         (at // STATS_BUCKET_MS, guest["group_id"], message["admin_id"] or 0, sender))
     started = guest["conversation_id"] is None
     conversation_id = guest["conversation_id"] or _start(conn, guest, message)
-    if message["file_type"] == TEXT:
+    if message["file_type"] == TEXT and conn.search_index:
         conn.execute("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
                      (message["id"], index_text(message["body"])))
     if sender == "guest":

@@ -40,7 +40,7 @@ from cschat.store.outbox import OutboxQueries
 from cschat.store.reception import ReceptionQueries
 from cschat.store.reports import ReportQueries
 from cschat.store.schema import migrate
-from cschat.store.util import LAST_MESSAGE_COLUMNS, message_of, now_ms, one
+from cschat.store.util import LAST_MESSAGE_COLUMNS, message_of, meta_value, now_ms, one, set_meta
 
 log = logging.getLogger("cschat.store")
 
@@ -132,6 +132,8 @@ class _Connection(sqlite3.Connection):
     # Set by a unit (on the writer's thread) that queued outbox rows; read and reset by
     # the loop once the batch has committed, to wake the outbox worker.
     wrote_outbox = False
+    # Whether new text messages go into the search index ([privacy] search_index).
+    search_index = True
 
 
 class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, OutboxQueries,
@@ -306,13 +308,10 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, Outbox
         return await self.write(unit)
 
     async def meta(self, key: str) -> str | None:
-        return await self.read(lambda conn: (one(conn.execute(
-            "SELECT value FROM meta WHERE key = ?", (key,))) or {}).get("value"))
+        return await self.read(lambda conn: meta_value(conn, key))
 
     async def set_meta(self, key: str, value: str) -> None:
-        await self.write(lambda conn: conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)))
+        await self.write(lambda conn: set_meta(conn, key, value))
 
     # -- guests and conversations --------------------------------------------------------
 

@@ -9,8 +9,16 @@ from typing import Any
 
 from cschat.store.directory import Actor, write_audit
 from cschat.store.errors import Conflict, NotFound
-from cschat.store.search import match_expression
-from cschat.store.util import LAST_MESSAGE_COLUMNS, message_of, now_ms, one, rows
+from cschat.store.search import index_text, match_expression
+from cschat.store.util import (
+    LAST_MESSAGE_COLUMNS,
+    message_of,
+    meta_value,
+    now_ms,
+    one,
+    rows,
+    set_meta,
+)
 
 MAX_PAGES = 50  # pages kept per conversation
 MAX_NOTES = 500
@@ -28,6 +36,11 @@ _NOTE_COLUMNS = ("n.id, n.gid, n.conversation_id, n.admin_id, a.name AS admin_na
                  "n.body AS msg, n.after_message_id, n.created_at")
 # A search reads at most this many index matches for a page, whatever group they are in.
 _SEARCH_SCAN = 2000
+# Messages added to the index per unit when it is rebuilt: a few ms of the writer each.
+_REINDEX_CHUNK = 500
+# meta key: "off" while no text is indexed; "<after> <last>" while the text messages
+# after id <after> up to <last> are being indexed again; absent when the index is whole.
+_INDEX_STATE = "search_index"
 
 
 def _conversation(row: sqlite3.Row) -> dict:
@@ -196,6 +209,44 @@ class DeskQueries:
             return hits, last if scanned == _SEARCH_SCAN else None
         return await self.read(search)
 
+    async def switch_search_index(self, on: bool) -> bool:
+        """At start-up: index the text of new messages (``on``) or not (``[privacy]
+        search_index``). Switching off empties the index; switching on again has the
+        messages stored meanwhile indexed by :meth:`reindex_some`. Returns True while
+        that is still to do."""
+        def unit(conn):
+            conn.search_index = on
+            state = meta_value(conn, _INDEX_STATE)
+            if not on and state != "off":
+                conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
+                state = "off"
+            elif on and state == "off":
+                last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+                state = f"0 {last}"
+            set_meta(conn, _INDEX_STATE, state)
+            return on and state is not None
+        return await self.write(unit)
+
+    async def reindex_some(self) -> bool:
+        """Index the next chunk of the text messages stored while search was off; True
+        while more remain. Progress is committed with each chunk, so a restart goes on
+        where it stopped."""
+        def unit(conn):
+            state = meta_value(conn, _INDEX_STATE)
+            if state is None or state == "off":
+                return False
+            after, last = map(int, state.split())
+            found = conn.execute(
+                "SELECT id, body FROM messages WHERE id > ? AND id <= ? AND file_type = 0 "
+                "AND sender != 'system' ORDER BY id LIMIT ?",
+                (after, last, _REINDEX_CHUNK)).fetchall()
+            conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
+                             [(row[0], index_text(row[1])) for row in found])
+            more = len(found) == _REINDEX_CHUNK
+            set_meta(conn, _INDEX_STATE, f"{found[-1][0]} {last}" if more else None)
+            return more
+        return await self.write(unit)
+
     async def search_visitors(self, group_id: int, query: str, limit: int) -> list[dict]:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return await self.read(lambda conn: rows(conn.execute(
@@ -285,3 +336,4 @@ class DeskQueries:
                 raise NotFound(f"no canned reply {canned_id}")
             write_audit(conn, actor, "canned.delete", "canned", canned_id, {})
         await self.write(unit)
+

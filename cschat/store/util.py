@@ -31,3 +31,17 @@ def message_of(row: sqlite3.Row, agent_read_id: int, guest_read_id: int, prefix:
     pointer = agent_read_id if message["sender"] == "guest" else guest_read_id
     message["read"] = message["id"] <= pointer
     return message
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row and row[0]
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    """Set ``key``, or remove it when ``value`` is None."""
+    if value is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+    else:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

@@ -110,9 +110,10 @@ export class SearchBox {
     }
     this.next = data.next_before ?? null;
     const n = this.messages.length + this.visitors.length;
-    this._render(n ? null : t("search.none", { q }));
+    const none = t(data.message_search === false ? "search.namesOnly" : "search.none", { q });
+    this._render(n ? null : none);
     this._show(true);
-    this.status.textContent = n ? t("search.count", { n, q }) : t("search.none", { q });
+    this.status.textContent = n ? t("search.count", { n, q }) : none;
     if (more) this._setActive(Math.min(this.active, this.options.length - 1));
   }
 
