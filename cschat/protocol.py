@@ -89,12 +89,37 @@ class ApiError(Exception):
         self.message = message
 
 
+class Encoded(str):
+    """The JSON text of an object, encoded once: a frame whose ``data`` is one is
+    encoded around it, so a message sent in an acknowledgement and in pushes is
+    encoded (and checked) a single time."""
+
+
 def encode(frame: dict) -> str:
-    """The JSON text of ``frame``; raises ValueError for NaN, Infinity or a lone surrogate."""
+    """The JSON text of ``frame``; raises ValueError for NaN, Infinity or a lone surrogate.
+
+    ``frame["data"]`` may be :class:`Encoded`: it is put in as it is.
+    """
+    if isinstance(frame, dict) and type(frame.get("data")) is Encoded:
+        return _splice(frame, "data", frame["data"])
     text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     if _SURROGATE.search(text):
         raise ValueError("a string holds a lone surrogate")
     return text
+
+
+def encoded_object(fields: dict, key: str, value: Encoded) -> Encoded:
+    """``fields`` with ``key`` set to the already encoded ``value``, encoded."""
+    return Encoded(_splice(fields, key, value))
+
+
+def _splice(fields: dict, key: str, value: Encoded) -> str:
+    # Encoded with 0 in key's place, which then gives way to the value: inside a JSON
+    # string a quote is always escaped, so '"key":0' can only be that member itself.
+    text = encode({**fields, key: 0})
+    member = f'"{key}":0'
+    at = text.index(member) + len(member) - 1
+    return text[:at] + value + text[at + 1:]
 
 
 class BadNumber(ValueError):
