@@ -177,17 +177,26 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # A request may leave call_type out: it is the connection's (R3).
         if call_type not in (None, _CALL_TYPES[self.session.role]) or role != self.session.role:
             raise ApiError(p.CALL_TYPE_MISMATCH, "call_type does not match this connection")
-        hold = api_key not in _SENDS
-        if hold:
-            self._hold()
-        result = getattr(getattr(self.server, service), method)(self.session, frame)
-        if not hold:  # a send: its future settles once the message is committed (R20)
-            result.add_done_callback(functools.partial(self._acked, self.last_frame))
-        self._answer(api_key, seq, result, hold)
+        call = getattr(getattr(self.server, service), method)
+        if api_key in _SENDS:  # its future settles once the message is committed (R20)
+            call(self.session, frame).add_done_callback(
+                functools.partial(self._acked, api_key, seq, self.last_frame))
+            return
+        self._hold()
+        self._answer(api_key, seq, call(self.session, frame))
 
-    def _acked(self, arrived: float, stored: asyncio.Future) -> None:
-        if not stored.cancelled() and stored.exception() is None:
+    def _acked(self, api_key: int, seq: Any, arrived: float, stored: asyncio.Future) -> None:
+        """Answer a send once its message is committed (or refused).
+
+        The one callback of a send: sends are the hot path, and the store
+        commits what is pending before the server stops, so they need no
+        tracking as other requests do.
+        """
+        if stored.cancelled():
+            return
+        if stored.exception() is None:
             self.server.metrics.ack_latency(time.monotonic() - arrived)
+        self._reply_with(api_key, seq, stored)
 
     def _within_rates(self) -> bool:
         """Take a token from this socket's, its address's and its identity's buckets."""
@@ -207,7 +216,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         else:
             login = self.chat.guest_login(self.ix, self, frame, Client(
                 self.request.headers.get("User-Agent", ""), self.address))
-        self._answer(api_key, seq, self._finish_login(login), True)
+        self._answer(api_key, seq, self._finish_login(login))
 
     async def _finish_login(self, login: Awaitable) -> dict:
         try:
@@ -229,22 +238,20 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.held = []
         self.holding += 1
 
-    def _answer(self, api_key: int, seq: Any, result: Awaitable[dict],
-                release_held: bool = False) -> None:
-        """Reply once ``result`` (a coroutine, or a future from a send) settles."""
+    def _answer(self, api_key: int, seq: Any, result: Awaitable[dict]) -> None:
+        """Reply once ``result`` (a coroutine) settles, then release the pushes held for
+        it (:meth:`_hold`)."""
         outcome = asyncio.ensure_future(result)
         self.server.track(outcome)
-        outcome.add_done_callback(
-            functools.partial(self._send_answer, api_key, seq, release_held))
+        outcome.add_done_callback(functools.partial(self._send_answer, api_key, seq))
 
-    def _send_answer(self, api_key: int, seq: Any, release_held: bool,
-                     outcome: asyncio.Future) -> None:
+    def _send_answer(self, api_key: int, seq: Any, outcome: asyncio.Future) -> None:
         if not outcome.cancelled():
             self._reply_with(api_key, seq, outcome)
-        if release_held:  # even for a request cut short: held pushes must not stay held
-            self.holding -= 1
-            if not self.holding:
-                self._release_held()
+        # Even for a request cut short: held pushes must not stay held.
+        self.holding -= 1
+        if not self.holding:
+            self._release_held()
 
     def _reply_with(self, api_key: int, seq: Any, outcome: asyncio.Future) -> None:
         """Answer with a settled request's data, or the code of the error it raised."""
