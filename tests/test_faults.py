@@ -152,3 +152,34 @@ async def test_the_wal_stays_small_through_a_minute_of_saturation(make_server):
     assert sorted(sizes)[len(sizes) // 2] <= 2 * MAX_WAL_BYTES, sizes
     assert max(sizes) <= 12 * MAX_WAL_BYTES, sizes
     assert h.db("SELECT COUNT(*) FROM messages")[0][0] == sent
+
+
+UNKNOWN_FILE = "A" * 22  # shaped as a file_id; no such file was uploaded
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_refused_message_in_a_group_commit_leaves_the_others_stored(make_server):
+    # PROTOCOL R20, R25: the test holds SQLite's write lock so that three sends wait for the
+    # same commit; the one naming an unknown file is refused (-22306) alone, the two others
+    # are acknowledged, stored, counted and indexed as if they had been committed apart.
+    h = await make_server()
+    group, _, _ = await h.logged_in_agent()
+    guests = [await h.guest_client(f"u{n}", group) for n in range(3)]
+    lock = sqlite3.connect(h.db_path, isolation_level=None, timeout=10)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        seqs = [guests[0].send(22300, msg="first refund"),
+                guests[1].send(22300, msg=UNKNOWN_FILE, file_type=1),
+                guests[2].send(22300, msg="second refund")]
+        await asyncio.sleep(0.3)  # all three now wait for the lock in one batch
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    replies = [await guest.response(seq) for guest, seq in zip(guests, seqs, strict=True)]
+    assert [reply["code"] for reply in replies] == [200, -22306, 200]
+    assert h.db("SELECT body FROM messages ORDER BY id") == [("first refund",),
+                                                             ("second refund",)]
+    assert h.db("SELECT uid, message_count FROM guests ORDER BY uid") == [
+        ("u0", 1), ("u1", 0), ("u2", 1)]
+    assert h.db("SELECT COUNT(*) FROM conversations") == [(2,)]
+    assert h.db("SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH 'refund'") == [(2,)]

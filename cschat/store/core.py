@@ -69,11 +69,35 @@ def _guest(row: sqlite3.Row) -> dict:
 
 
 def _run_units(conn: sqlite3.Connection, units: list[Callable]) -> list[tuple[bool, Any]]:
-    """Run ``units`` in one transaction, each in a savepoint; commit once.
+    """Run ``units`` in one transaction; commit once.
 
     A unit that raises is rolled back alone and its exception is returned in
     its place; if the commit itself fails, every unit fails with that error.
+    Units almost never raise, so they first run back to back; only when one
+    does is the transaction rolled back and run again with a savepoint per
+    unit (a unit is a function of the database alone, so it does the same
+    again). That saves two statements per unit on the busiest path.
     """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            outcomes = [(True, unit(conn)) for unit in units]
+        except Exception:  # noqa: BLE001 - the units run again one by one just below
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return _run_units_apart(conn, units)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _run_units_apart(conn: sqlite3.Connection, units: list[Callable]
+                     ) -> list[tuple[bool, Any]]:
+    """:func:`_run_units` with a savepoint per unit, so that one that raises is rolled
+    back alone."""
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
