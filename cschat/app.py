@@ -21,7 +21,7 @@ from cschat.chat import ChatService
 from cschat.desk import DeskService
 from cschat.limits import ConnectionCounter, SharedBuckets
 from cschat.listener import GuardedHTTPServer, raise_file_limit
-from cschat.logs import log_request
+from cschat.logs import ThrottledLog, log_request
 from cschat.media_handlers import FileHandler, UploadHandler
 from cschat.metrics import Metrics, MetricsHandler, snapshot_of
 from cschat.outbox.mail import mail_worker
@@ -32,10 +32,12 @@ from cschat.store import Store
 from cschat.uploads import Uploads
 
 log = logging.getLogger("cschat")
+_index_failures = ThrottledLog(log)
 
 # Largest body of a plain request; uploads stream theirs and set their own limit.
 MAX_BODY_BYTES = 1024 * 1024
 SHUTDOWN_SECONDS = 3.0
+SEARCH_INDEX_SECONDS = 0.25
 
 
 async def open_store(settings: Settings) -> Store:
@@ -92,7 +94,7 @@ class Server:
         self.store.mail_per_hour = self.settings.email["max_per_hour"]
         self.desk = DeskService(self.store, self.broker, self.chat, self.settings.chat,
                                 self.settings.privacy["search_index"])
-        reindex = await self.store.switch_search_index(self.settings.privacy["search_index"])
+        await self.store.switch_search_index(self.settings.privacy["search_index"])
         self.reception = self.chat.reception = Reception(
             self.store, self.broker, self.chat, self.settings.email["queue_alert_seconds"])
         await self.chat.start()
@@ -119,9 +121,8 @@ class Server:
         self.port = sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
         self._sweepers = [loop.create_task(self._sweep_silent()),
-                          loop.create_task(self._sweep_unused_files())]
-        if reindex:
-            self._sweepers.append(loop.create_task(self._reindex()))
+                          loop.create_task(self._sweep_unused_files()),
+                          loop.create_task(self._follow_search_index())]
         log.info("cschat listening on http://%s:%d (database %s)", self.settings.server["host"],
                  self.port, self.settings.database["path"])
 
@@ -174,18 +175,15 @@ class Server:
             except Exception:  # noqa: BLE001 - try again next round
                 log.exception("removing unused uploads failed")
 
-    async def _reindex(self) -> None:
-        """Index the messages stored while ``[privacy] search_index`` was off, a chunk at a
-        time between the chat's own writes."""
-        log.info("search: indexing the messages stored while it was off")
+    async def _follow_search_index(self) -> None:
+        """Keep the search index a moment behind the messages (``[privacy] search_index``):
+        a few hundred at a time cost the writer far less than one at a time."""
         while True:
+            await asyncio.sleep(SEARCH_INDEX_SECONDS)
             try:
-                if not await self.store.reindex_some():
-                    break
-            except Exception:  # noqa: BLE001 - a full disk, say: try again shortly
-                log.exception("indexing messages for search failed")
-                await asyncio.sleep(5)
-        log.info("search: every message is indexed")
+                await self.store.index_messages()
+            except Exception as error:  # noqa: BLE001 - a full disk, say: again next round
+                _index_failures.error("adding messages to the search index failed: %s", error)
 
     def track(self, work: Awaitable) -> None:
         """Run ``work`` in the background, kept alive until it ends."""

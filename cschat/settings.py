@@ -323,7 +323,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Setting]] = {
             "true", _boolean,
             "Keep the text of messages in a search index for the agents' search (off: the "
             "index is emptied at start-up and search finds visitors by name only; on again: "
-            "the messages stored meanwhile are indexed in the background)."),
+            "it is rebuilt in the background)."),
     },
     "metrics": {
         "enabled": Setting("false", _boolean, "Serve GET /metrics in Prometheus text format."),

@@ -15,11 +15,10 @@ import sqlite3
 from cschat.store.desk import record_page
 from cschat.store.outbox import emit
 from cschat.store.schema import STATS_BUCKET_MS
-from cschat.store.search import index_text
+from cschat.store.util import TEXT
 
 # What a routing change did, as its caller tells it.
 ROUTED, TRANSFERRED, ENDED_BY_AGENT = "route", "transfer", "end"
-TEXT = 0  # file_type of a text message; any other body is JSON
 
 
 def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> bool:
@@ -28,8 +27,8 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
 
     ``guest`` is the guest's row after the message: ``gid``, ``group_id``,
     ``uid``, ``name``, ``assigned_aix``, ``queued_at``, ``conversation_id``,
-    ``context``. A text message is added to the search index, unless ``[privacy]
-    search_index`` is off (``conn.search_index``, set on the writer's connection).
+    ``context``. (The search index follows the messages on its own:
+    :meth:`~cschat.store.desk.DeskQueries.index_messages`.)
     System messages are not counted and start nothing.
     """
     sender, at = message["sender"], message["created_at"]
@@ -41,9 +40,6 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
         (at // STATS_BUCKET_MS, guest["group_id"], message["admin_id"] or 0, sender))
     started = guest["conversation_id"] is None
     conversation_id = guest["conversation_id"] or _start(conn, guest, message)
-    if message["file_type"] == TEXT and conn.search_index:
-        conn.execute("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
-                     (message["id"], index_text(message["body"])))
     if sender == "guest":
         conn.execute(
             "UPDATE conversations SET guest_messages = guest_messages + 1, "

@@ -156,8 +156,6 @@ class _Connection(sqlite3.Connection):
     # Set by a unit (on the writer's thread) that queued outbox rows; read and reset by
     # the loop once the batch has committed, to wake the outbox worker.
     wrote_outbox = False
-    # Whether new text messages go into the search index ([privacy] search_index).
-    search_index = True
 
 
 class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, OutboxQueries,
@@ -183,6 +181,7 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, Outbox
         self.mail_per_hour = 300  # [email] max_per_hour
         self._failures = ThrottledLog(log)
         self._wal_retry_at = 0.0
+        self._indexed_to: int | None = None  # see DeskQueries.index_messages
 
     # -- lifecycle -------------------------------------------------------------------
 

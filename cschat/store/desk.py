@@ -12,6 +12,7 @@ from cschat.store.errors import Conflict, NotFound
 from cschat.store.search import index_text, match_expression
 from cschat.store.util import (
     LAST_MESSAGE_COLUMNS,
+    TEXT,
     message_of,
     meta_value,
     now_ms,
@@ -36,11 +37,10 @@ _NOTE_COLUMNS = ("n.id, n.gid, n.conversation_id, n.admin_id, a.name AS admin_na
                  "n.body AS msg, n.after_message_id, n.created_at")
 # A search reads at most this many index matches for a page, whatever group they are in.
 _SEARCH_SCAN = 2000
-# Messages added to the index per unit when it is rebuilt: a few ms of the writer each.
-_REINDEX_CHUNK = 500
-# meta key: "off" while no text is indexed; "<after> <last>" while the text messages
-# after id <after> up to <last> are being indexed again; absent when the index is whole.
-_INDEX_STATE = "search_index"
+# Messages looked at per unit when indexing: a few ms of the writer at most.
+_INDEX_CHUNK = 500
+# meta key: the id of the last message the search index has looked at, or "off".
+_INDEX_STATE, _OFF = "search_index", "off"
 
 
 def _conversation(row: sqlite3.Row) -> dict:
@@ -182,6 +182,7 @@ class DeskQueries:
         expression = match_expression(query)
         if expression is None:
             return [], None
+        await self.index_messages()  # what was sent a moment ago is found too
 
         def search(conn):
             # Read the index a chunk at a time, newest first, and stop at a full page:
@@ -209,43 +210,39 @@ class DeskQueries:
             return hits, last if scanned == _SEARCH_SCAN else None
         return await self.read(search)
 
-    async def switch_search_index(self, on: bool) -> bool:
-        """At start-up: index the text of new messages (``on``) or not (``[privacy]
-        search_index``). Switching off empties the index; switching on again has the
-        messages stored meanwhile indexed by :meth:`reindex_some`. Returns True while
-        that is still to do."""
-        def unit(conn):
-            conn.search_index = on
-            state = meta_value(conn, _INDEX_STATE)
-            if not on and state != "off":
-                conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
-                state = "off"
-            elif on and state == "off":
-                last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-                state = f"0 {last}"
-            set_meta(conn, _INDEX_STATE, state)
-            return on and state is not None
-        return await self.write(unit)
+    async def switch_search_index(self, on: bool) -> None:
+        """At start-up: keep the search index (``[privacy] search_index``) or not.
 
-    async def reindex_some(self) -> bool:
-        """Index the next chunk of the text messages stored while search was off; True
-        while more remain. Progress is committed with each chunk, so a restart goes on
-        where it stopped."""
+        Switching off empties it. Switching on again, it is rebuilt in the
+        background by :meth:`index_messages`, from the first message on.
+        """
         def unit(conn):
             state = meta_value(conn, _INDEX_STATE)
-            if state is None or state == "off":
-                return False
-            after, last = map(int, state.split())
-            found = conn.execute(
-                "SELECT id, body FROM messages WHERE id > ? AND id <= ? AND file_type = 0 "
-                "AND sender != 'system' ORDER BY id LIMIT ?",
-                (after, last, _REINDEX_CHUNK)).fetchall()
-            conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
-                             [(row[0], index_text(row[1])) for row in found])
-            more = len(found) == _REINDEX_CHUNK
-            set_meta(conn, _INDEX_STATE, f"{found[-1][0]} {last}" if more else None)
-            return more
-        return await self.write(unit)
+            if not on:
+                if state != _OFF:
+                    conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
+                state = _OFF
+            elif state == _OFF:
+                state = "0"
+            elif state is None:  # before the index followed the messages, each was indexed
+                state = str(conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages")
+                            .fetchone()[0])
+            set_meta(conn, _INDEX_STATE, state)
+            return None if state == _OFF else int(state)
+        self._indexed_to = await self.write(unit)
+
+    async def index_messages(self) -> None:
+        """Add the text of the messages stored since the last call to the search index;
+        returns once it has caught up (at once when nothing is new, or search is off).
+
+        The index follows the messages rather than being written with each one:
+        an index insert costs several times more in a commit of one message
+        than in a commit of hundreds, and sends should not pay for it.
+        """
+        while self._indexed_to is not None and await self.read(lambda conn: conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE id > ?)",
+                (self._indexed_to,)).fetchone()[0]):
+            self._indexed_to = await self.write(_index_some)
 
     async def search_visitors(self, group_id: int, query: str, limit: int) -> list[dict]:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -337,3 +334,16 @@ class DeskQueries:
             write_audit(conn, actor, "canned.delete", "canned", canned_id, {})
         await self.write(unit)
 
+
+def _index_some(conn: sqlite3.Connection) -> int:
+    """Index the next text messages after the last one indexed; the new last one."""
+    indexed_to = int(meta_value(conn, _INDEX_STATE))
+    found = conn.execute("SELECT id, file_type, sender, body FROM messages WHERE id > ? "
+                         "ORDER BY id LIMIT ?", (indexed_to, _INDEX_CHUNK)).fetchall()
+    conn.executemany("INSERT INTO messages_fts (rowid, body) VALUES (?, ?)",
+                     [(row[0], index_text(row[3])) for row in found
+                      if row[1] == TEXT and row[2] != "system"])
+    if found:
+        indexed_to = found[-1][0]
+        set_meta(conn, _INDEX_STATE, str(indexed_to))
+    return indexed_to

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+TEXT = 0  # file_type of a text message; any other body is JSON
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
