@@ -101,25 +101,28 @@ def encode(frame: dict) -> str:
     ``frame["data"]`` may be :class:`Encoded`: it is put in as it is.
     """
     if isinstance(frame, dict) and type(frame.get("data")) is Encoded:
-        return _splice(frame, "data", frame["data"])
-    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _with_member({k: v for k, v in frame.items() if k != "data"}, "data",
+                            frame["data"])
+    text = _ENCODER.encode(frame)
     if _SURROGATE.search(text):
         raise ValueError("a string holds a lone surrogate")
     return text
 
 
+# One encoder for every frame: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encoded_object(fields: dict, key: str, value: Encoded) -> Encoded:
-    """``fields`` with ``key`` set to the already encoded ``value``, encoded."""
-    return Encoded(_splice(fields, key, value))
+    """``fields`` and then ``key`` set to the already encoded ``value``, encoded."""
+    return Encoded(_with_member(fields, key, value))
 
 
-def _splice(fields: dict, key: str, value: Encoded) -> str:
-    # Encoded with 0 in key's place, which then gives way to the value: inside a JSON
-    # string a quote is always escaped, so '"key":0' can only be that member itself.
-    text = encode({**fields, key: 0})
-    member = f'"{key}":0'
-    at = text.index(member) + len(member) - 1
-    return text[:at] + value + text[at + 1:]
+def _with_member(fields: dict, key: str, value: Encoded) -> str:
+    """The object ``fields`` encoded, with the member ``key: value`` added last."""
+    if not fields:
+        return f'{{"{key}":{value}}}'
+    return f'{encode(fields)[:-1]},"{key}":{value}}}'
 
 
 class BadNumber(ValueError):
