@@ -49,6 +49,8 @@ _BUSY_TIMEOUT_MS = 5000
 _CHECKPOINT_WAIT_MS = 200
 _PROBE_BYTES = 256 * 1024
 CHECKPOINT_SECONDS = 0.25
+COMMIT_DELAY = 0.001  # seconds a commit of fewer than COALESCE_BELOW units waits for more
+COALESCE_BELOW = 16
 
 
 _GUEST_COLUMNS = "g.gid, g.group_id, g.uid, g.name, g.avatar, g.updated_at, g.assigned_aix, " \
@@ -240,6 +242,11 @@ class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, Outbox
     async def _write_loop(self) -> None:
         while True:
             await self._wakeup.wait()
+            if len(self._pending) < COALESCE_BELOW and not self._closing:
+                # A few units at a time means a quiet moment: a commit (an fsync, a
+                # WAL write, two thread hops) for each one or two messages costs more
+                # CPU than the messages. Waiting a moment lets a few more join it.
+                await asyncio.sleep(COMMIT_DELAY)
             self._wakeup.clear()
             while self._pending:
                 batch = self._pending[:_MAX_UNITS_PER_COMMIT]
