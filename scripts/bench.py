@@ -1,16 +1,21 @@
 """Benchmark cschat: throughput against a bare relay, latency, connections, logins, history.
 
-    python scripts/bench.py                       # every phase, default sizes (a few minutes)
+    python scripts/bench.py                       # the default phases, default sizes (minutes)
     python scripts/bench.py --quick               # tiny sizes, under a minute
     python scripts/bench.py --phases throughput --profile profile.txt
+    python scripts/bench.py --features            # also price each feature against plain
+    python scripts/bench.py --phases scale        # 20 000 idle guests, then the latency load
     python scripts/bench.py --json results.json
 
 Every phase starts its own cschat process (``python -m cschat run``) on a
 fresh temporary database and configuration, pinned to CPU 0, and drives it
 from load-generator processes (``loadgen.py``) pinned to the other CPUs. The
 server's own CPU use (utime + stime from /proc) is reported for every phase:
-near 100 % means the server, not the generator, is the limit. See
-docs/benchmarks.md for what each figure means.
+near 100 % means the server, not the generator, is the limit. Measurements
+that vary from run to run are repeated in rounds, alternating what they
+compare, and summed up by their median, spread and (for ratios) a 95 %
+interval (``benchstats.py``). See docs/benchmarks.md for what each figure
+means.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import array
 import datetime
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -29,15 +35,19 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import benchstats  # noqa: E402
 import loadgen  # noqa: E402
 
 SECRET = "cschat-bench-secret-0123456789abcdef"
@@ -45,7 +55,9 @@ SERVER_CPU = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The CPUs this process may use, read before it pins itself to the generator CPUs.
 ALLOWED_CPUS = sorted(os.sched_getaffinity(0))
-PHASES = ("throughput", "latency", "connections", "login", "history")
+PHASES = ("throughput", "latency", "connections", "login", "history")   # the default ones
+EXTRA_PHASES = ("features", "scale")   # only when asked for
+ROUNDED = ("throughput", "latency", "features")   # the phases that run in rounds
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
@@ -58,7 +70,10 @@ SIZES = {
     "tp_window": (8, 4, "throughput: unacknowledged sends each guest keeps in flight"),
     "tp_duration": (6.0, 1.5, "throughput: measured seconds of each run"),
     "tp_warmup": (2.0, 0.5, "throughput: seconds of load before measuring"),
-    "tp_rounds": (5, 1, "throughput: cschat and relay runs, alternated; medians reported"),
+    "tp_rounds": (5, 1, "throughput: rounds of a cschat run then a relay run; medians, "
+                        "spreads and the ratio's 95 %% interval reported"),
+    "lat_rounds": (3, 1, "latency: rounds of a cschat run then a relay run; each "
+                         "percentile's median reported"),
     "lat_rate": (1000.0, 200.0, "latency: offered messages per second, over all guests"),
     "lat_guests": (1000, 50, "latency: guests connected (they take turns sending)"),
     "lat_agents": (100, 5, "latency: agents receiving"),
@@ -74,15 +89,35 @@ SIZES = {
     "history_deep": (100_000, 5_000, "history: messages of the one deep conversation"),
     "history_requests": (2000, 100, "history: requests of each kind (newest, deep)"),
     "history_page_size": (10, 10, "history: page_size of each request"),
+    "feat_rounds": (3, 1, "features: rounds, each running every configuration with the "
+                          "throughput and the latency load"),
+    "scale_idle": (20000, 300, "scale: idle logged-in guests held during the latency load "
+                               "(which has the --lat-* sizes)"),
+    "scale_agents": (100, 5, "scale: agents the guests are assigned to (also receive the load)"),
+    "scale_hold": (5.0, 1.0, "scale: seconds the server's CPU is measured while it holds the "
+                             "idle guests"),
 }
 
 TARGETS = {
-    "throughput_ratio": 0.60,
+    "throughput_ratio": 0.70,
     "latency_p99_ms": 15.0,
-    "rss_per_connection_kb": 30.0,
-    "history_p99_ms": 5.0,
-    "logins_per_s": 1000.0,
+    "latency_p999_ms": 30.0,
+    "rss_per_connection_kb": 20.0,
+    "history_p99_ms": 3.0,
+    "logins_per_s": 1500.0,
 }
+
+# The features phase: each configuration and the features it turns on (all off in "plain").
+FEATURES = ("search", "webhooks", "mail", "context")
+CONFIGURATIONS = {"plain": (), "search": ("search",), "webhooks": ("webhooks",),
+                  "mail": ("mail",), "context": ("context",), "all": FEATURES}
+RATE_LIMIT_NOTE = ("per-identity rate limits ([chat] identity_rate_limit) cannot be switched "
+                   "off in the server: they are on in every configuration, plain included "
+                   "(raised to 100000 frames/s)")
+# The idle guests use at most this share of the ephemeral port range per source address;
+# the scale phase leaves the server this many file descriptors besides its connections.
+PORT_USE = 0.9
+FD_MARGIN = 200
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -103,6 +138,20 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def local_port_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range for outgoing connections (Linux's default if unknown).
+
+    Every connection from one source address to one server needs a port of
+    its own from it.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            low, high = (int(v) for v in handle.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
 
 
 def open_fds(pid: int) -> int:
@@ -134,40 +183,58 @@ def busy_seconds() -> float:
 class CpuMeter:
     """CPU use from now until :meth:`read`, in % of one core: server, generator, the rest.
 
-    ``other_cpu_pct`` is what neither the server nor the load generator used
-    (the coordinator, the kernel's own threads, anything else running on the
-    machine); if it is large the figures of that phase were disturbed.
+    The generator is the load-generator ``workers`` and the ``helpers``
+    (the webhook and SMTP receivers of the features phase), which run on the
+    same CPUs. ``other_cpu_pct`` is what neither the server nor the
+    generator used (the coordinator, the kernel's own threads, anything else
+    running on the machine); if it is large the figures of that phase were
+    disturbed.
     """
 
-    # Every reading's other_cpu_pct, so a run can tell whether it was disturbed.
+    # Every reading's other_cpu_pct, so a run can tell whether it was disturbed. Only
+    # readings of at least JUDGED_S count: /proc counts CPU time in ticks (10 ms), and
+    # over the few tens of ms a tiny batch of logins takes, one tick is tens of per cent.
     readings: list[float] = []
+    JUDGED_S = 0.5
 
-    def __init__(self, server: ServerProcess, workers: Workers):
-        self.server, self.workers = server, workers
-        self.start = (server.cpu(), workers.cpu(), busy_seconds(), time.monotonic())
+    def __init__(self, server: ServerProcess, workers: Workers,
+                 helpers: tuple[ServerProcess, ...] = ()):
+        self.server, self.workers, self.helpers = server, workers, helpers
+        self.start = (server.cpu(), self._generator(), busy_seconds(), time.monotonic())
+
+    def _generator(self) -> float:
+        return self.workers.cpu() + sum(helper.cpu() for helper in self.helpers)
 
     def read(self) -> dict:
-        server, generator, busy, wall = (self.server.cpu(), self.workers.cpu(), busy_seconds(),
+        server, generator, busy, wall = (self.server.cpu(), self._generator(), busy_seconds(),
                                          time.monotonic())
         s0, g0, b0, w0 = self.start
         elapsed = max(1e-9, wall - w0)
         server_pct = 100 * (server - s0) / elapsed
         generator_pct = 100 * (generator - g0) / elapsed
         other = max(0.0, 100 * (busy - b0) / elapsed - server_pct - generator_pct)
-        CpuMeter.readings.append(other)
+        if elapsed >= self.JUDGED_S:
+            CpuMeter.readings.append(other)
         return {"server_cpu_pct": round(server_pct, 1),
                 "generator_cpu_pct": round(generator_pct, 1),
                 "other_cpu_pct": round(other, 1)}
 
 
 class ServerProcess:
-    """A server (cschat or the relay) in its own process, pinned to CPU 0."""
+    """A server (cschat, the relay, a receiver of sinks.py) in its own process.
 
-    def __init__(self, argv: list[str], folder: str, nofile: int, name: str):
+    Pinned to ``cpus``, by default CPU 0, the server's. It must print
+    ``listening on <scheme>://127.0.0.1:<port>`` to its output once bound;
+    the output goes to ``<folder>/<name>.log``.
+    """
+
+    def __init__(self, argv: list[str], folder: str, nofile: int, name: str,
+                 cpus: list[int] | None = None):
         self.name = name
         self.log_path = os.path.join(folder, f"{name}.log")
         self._log = open(self.log_path, "wb")
-        cpus = {SERVER_CPU} if SERVER_CPU in ALLOWED_CPUS else None
+        if cpus is None:
+            cpus = [SERVER_CPU] if SERVER_CPU in ALLOWED_CPUS else []
 
         def prepare():
             _die_with_parent()
@@ -185,7 +252,7 @@ class ServerProcess:
 
     def _wait_listening(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT
-        pattern = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
+        pattern = re.compile(rb"listening on \w+://127\.0\.0\.1:(\d+)")
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as handle:
                 match = pattern.search(handle.read())
@@ -330,20 +397,26 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.nofile = max(args.connections, args.logins * 2, args.lat_guests, args.tp_guests) \
-            * 2 + 1000
+        scale = args.scale_idle + args.lat_guests + args.scale_agents \
+            if "scale" in args.phases else 0
+        self.nofile = max(args.connections, args.logins * 2, args.lat_guests, args.tp_guests,
+                          scale) * 2 + 1000
         self.runs = 0
         all_cpus = ALLOWED_CPUS
         self.generator_cpus = [c for c in all_cpus if c != SERVER_CPU] or all_cpus
         self.shared_cpu = self.generator_cpus == all_cpus and SERVER_CPU in all_cpus
         os.sched_setaffinity(0, self.generator_cpus)
-        loadgen.raise_nofile(self.nofile)
+        # What it could be raised to (root may raise the hard limit; others may not):
+        # the servers and workers started from here inherit it.
+        self.nofile_limit = loadgen.raise_nofile(self.nofile)
         self.workers = Workers(args.workers, self.generator_cpus, self.nofile)
         self.tmp = tempfile.mkdtemp(prefix="cschat-bench-")
         self.servers: list[ServerProcess] = []
+        self.helpers: list[ServerProcess] = []   # the receivers running, a subset of servers
         self.problems: list[str] = []
         self.settled: list[dict] = []
         self.server_cpus: set[int] = set()
+        self.pause = 0.5 if args.quick else 2.0   # lets the server's RSS settle before a read
 
     def settle(self, label: str) -> None:
         """Wait (at most ``--settle`` seconds) until the machine is quiet before measuring.
@@ -369,8 +442,9 @@ class Bench:
     def undisturbed(self, label: str, run):
         """``run()`` again (up to ``--retries`` times) while other processes disturbed it.
 
-        Disturbed: some CPU reading of the run found more than ``--max-other``
-        % of a core used by neither the server nor the load generator.
+        Disturbed: some CPU reading of the run (of at least
+        ``CpuMeter.JUDGED_S``) found more than ``--max-other`` % of a core
+        used by neither the server nor the load generator.
         Returns ``run()``'s result with ``attempts`` and ``max_other_cpu_pct``
         added.
         """
@@ -393,6 +467,7 @@ class Bench:
         for server in list(self.servers):
             server.kill()
             self.servers.remove(server)
+        self.helpers.clear()
         self.workers.shutdown()
         self.workers = Workers(self.args.workers, self.generator_cpus, self.nofile)
 
@@ -414,15 +489,25 @@ class Bench:
             raise RuntimeError(f"cschat {' '.join(args)} failed: {result.stderr}")
         return result.stdout.strip()
 
-    def instance(self, name: str, agents: int, capacity: int) -> dict:
-        """A folder with cschat.ini and an initialised database holding one group and agents.
-
-        The group is added with the CLI; the agents are inserted with SQL
-        (one CLI call per agent would take a quarter of a second each).
-        """
+    def new_folder(self, name: str) -> str:
+        """A new folder in the temporary one, numbered in the order of the runs."""
         self.runs += 1
         folder = os.path.join(self.tmp, f"{self.runs:02d}-{name}")
         os.makedirs(folder)
+        return folder
+
+    def instance(self, name: str, agents: int, capacity: int,
+                 settings: dict[str, dict] | None = None, admin: bool = False) -> dict:
+        """A folder with cschat.ini and an initialised database holding one group and agents.
+
+        ``settings`` (section: {key: value}) are added to or override the
+        benchmark's configuration. With ``admin``, one more agent of the
+        group has the admin role (``admin_id``); it is not among ``agents``
+        and never logs in to chat, so routing never gives it a guest. The
+        group is added with the CLI; the agents are inserted with SQL (one
+        CLI call per agent would take a quarter of a second each).
+        """
+        folder = self.new_folder(name)
         config = os.path.join(folder, "cschat.ini")
         sections = {
             # Every client comes from loopback: the per-address limits would throttle the load.
@@ -435,6 +520,8 @@ class Bench:
                      "heartbeat_timeout": 3600, "release_after": 3600, "agent_grace": 3600},
             "uploads": {"dir": "uploads"},
         }
+        for section, values in (settings or {}).items():
+            sections.setdefault(section, {}).update(values)
         with open(config, "w") as handle:
             for section, values in sections.items():
                 handle.write(f"[{section}]\n")
@@ -448,9 +535,14 @@ class Bench:
                 [(group_id, f"Agent {i + 1}", now) for i in range(agents)])
             agent_ids = [row[0] for row in conn.execute(
                 "SELECT id FROM agents WHERE group_id = ? ORDER BY id", (group_id,))]
+            # The role is read from this column on every admin request (cschat/admin).
+            admin_id = conn.execute(
+                "INSERT INTO agents (group_id, name, created_at, role) "
+                "VALUES (?, 'Bench admin', ?, 'admin')", (group_id, now)).lastrowid \
+                if admin else None
         conn.close()
         return {"folder": folder, "config": config, "database": database,
-                "group_id": group_id, "agents": agent_ids, "name": name}
+                "group_id": group_id, "agents": agent_ids, "admin_id": admin_id, "name": name}
 
     def start_cschat(self, instance: dict, profile_prefix: str | None = None) -> ServerProcess:
         self.settle(instance["name"])
@@ -466,14 +558,56 @@ class Bench:
 
     def start_relay(self) -> ServerProcess:
         self.settle("relay")
-        self.runs += 1
-        folder = os.path.join(self.tmp, f"{self.runs:02d}-relay")
-        os.makedirs(folder)
         server = ServerProcess([sys.executable, os.path.join(HERE, "relay.py"), "--port", "0"],
-                               folder, self.nofile, "relay")
+                               self.new_folder("relay"), self.nofile, "relay")
         self.servers.append(server)
         self.server_cpus.update(server.cpus)
         return server
+
+    def start_sink(self, kind: str, folder: str) -> ServerProcess:
+        """A receiver of ``sinks.py`` (``webhook`` or ``smtp``) on the generator's CPUs.
+
+        On those CPUs it competes with the load generator, not with the
+        server; its CPU use is counted as the generator's (:meth:`meter`).
+        """
+        sink = ServerProcess([sys.executable, os.path.join(HERE, "sinks.py"), kind], folder,
+                             1024, f"{kind}-sink", self.generator_cpus)
+        self.servers.append(sink)
+        self.helpers.append(sink)
+        return sink
+
+    def stop_sink(self, sink: ServerProcess) -> dict[str, int]:
+        """Stop a receiver; what it received, by kind (``{}`` and a problem if unknown)."""
+        sink.stop()
+        self.servers.remove(sink)
+        self.helpers.remove(sink)
+        with open(sink.log_path, encoding="utf-8", errors="replace") as handle:
+            match = re.search(r"^received (\{.*\})$", handle.read(), re.MULTILINE)
+        if match:
+            return json.loads(match.group(1))
+        self.problems.append(f"{sink.name} did not say what it received:\n{sink.log_tail(8)}")
+        return {}
+
+    def meter(self, server: ServerProcess) -> CpuMeter:
+        """A :class:`CpuMeter` of ``server`` against the generator and the receivers running."""
+        return CpuMeter(server, self.workers, tuple(self.helpers))
+
+    def add_webhook(self, server: ServerProcess, admin_id: int, url: str) -> None:
+        """Subscribe ``url`` to every webhook event through the admin API (docs/protocol.md §10)."""
+        # The events of the server under test, imported late: only this phase needs cschat.
+        from cschat.admin.service import WEBHOOK_EVENTS
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/api/admin/webhooks", method="POST",
+            data=json.dumps({"url": url, "events": list(WEBHOOK_EVENTS)}).encode(),
+            headers={"Authorization": f"Bearer {loadgen.agent_token(admin_id, SECRET)}",
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"adding the webhook failed: HTTP {error.code} "
+                               f"{error.read()[:300].decode(errors='replace')}") from None
 
     def finish(self, server: ServerProcess, signum: int = signal.SIGTERM) -> int | None:
         """Close the generator's connections and stop ``server``.
@@ -503,11 +637,13 @@ class Bench:
 
     def connect_guests(self, server: ServerProcess, uids: list[str], group_id: int,
                        pairs: list[int] | None = None, start_at: float | None = None,
-                       concurrency: int | None = None) -> dict:
+                       concurrency: int | None = None, **options) -> dict:
         """Connect and log in guests over the workers, starting together at ``start_at``.
 
-        Returns each guest's agent, the failures, the first start and last
-        end over all workers, and the CPU use from ``start_at`` to the end.
+        ``options`` go to every worker's ``connect_guests`` as they are
+        (``visitor_context``, ``idle``, ``sources``: see loadgen.py). Returns
+        each guest's agent, the failures, the first start and last end over
+        all workers, and the CPU use from ``start_at`` to the end.
         """
         count = len(self.workers)
         concurrency = concurrency or self.args.connect_concurrency
@@ -515,12 +651,13 @@ class Bench:
         pair_parts = split(pairs, count) if pairs is not None else [None] * count
         commands = [{"op": "connect_guests", "port": server.port, "uids": part,
                      "group_id": group_id, "secret": SECRET, "pairs": pair_part,
-                     "concurrency": max(1, concurrency // count), "start_at": start_at}
+                     "concurrency": max(1, concurrency // count), "start_at": start_at,
+                     **options}
                     for part, pair_part in zip(uid_parts, pair_parts, strict=True)]
         self.workers.send(commands)
         if start_at is not None:
             _sleep_until(start_at)
-        meter = CpuMeter(server, self.workers)
+        meter = self.meter(server)
         results = self.workers.receive(commands, timeout=60 + len(uids) * 0.05)
         cpu = meter.read()
         errors = [e for r in results for e in r["errors"]]
@@ -529,18 +666,72 @@ class Bench:
                 "start": min(r["start"] for r in results),
                 "end": max(r["end"] for r in results), "cpu": cpu}
 
+    def connect_load(self, server: ServerProcess, group_id: int, agent_ids: list[int],
+                     pairs: list[int] | None, uids: list[str], visitor_context: bool,
+                     agents_connected: bool = False) -> dict:
+        """Log in the agents (unless ``agents_connected``), then the guests that will send.
+
+        Raises when a guest could not log in: the load would be smaller than asked.
+        """
+        if not agents_connected:
+            self.connect_agents(server.port, agent_ids, pairs is not None)
+        guests = self.connect_guests(server, uids, group_id, pairs,
+                                     visitor_context=visitor_context)
+        if guests["failed"]:
+            raise RuntimeError(f"{guests['failed']} guests could not log in: {guests['errors']}")
+        return guests
+
+    # -- rounds --------------------------------------------------------------------
+
+    def rounds(self, label: str, count: int, one_round) -> list[tuple]:
+        """``one_round(number)`` for each of ``count`` rounds; each result with its attempts.
+
+        Each round is checked by :meth:`undisturbed` on its own, and run
+        again as a whole when disturbed, so that what it compares stays
+        side by side in time.
+        """
+        done = []
+        for number in range(count):
+            result, attempts, _ = self.undisturbed(f"{label} round {number + 1}",
+                                                   lambda number=number: one_round(number))
+            done.append((result, attempts))
+        return done
+
+    def against_relay(self, name: str, agents: int, guests: int, run, number: int
+                      ) -> tuple[dict, dict]:
+        """One round of a comparison: ``run`` on a fresh cschat, then on a fresh relay.
+
+        The relay gets the guest → agent pairs cschat's routing chose.
+        Returns the figures of both.
+        """
+        instance = self.instance(name, agents, math.ceil(guests / agents))
+        server = self.start_cschat(instance)
+        try:
+            cschat, pairs = run(server, instance["group_id"], instance["agents"], None,
+                                f"c{number}")
+        finally:
+            self.finish(server)
+        relay = self.start_relay()
+        try:
+            baseline, _ = run(relay, 1, instance["agents"],
+                              [a if a is not None else 0 for a in pairs], f"r{number}")
+        finally:
+            self.finish(relay)
+        return cschat, baseline
+
     # -- phases --------------------------------------------------------------------
 
     def throughput_run(self, server: ServerProcess, group_id: int, agent_ids: list[int],
-                       pairs: list[int] | None, run: str) -> tuple[dict, list[int]]:
-        """One closed-loop run against ``server``; returns the figures and the pairs used."""
+                       pairs: list[int] | None, run: str, visitor_context: bool = False
+                       ) -> tuple[dict, list[int]]:
+        """One closed-loop run against ``server``; returns the figures and the pairs used.
+
+        ``stored`` is every message acknowledged in the run, warm-up and
+        drain included (what webhooks were owed for).
+        """
         args = self.args
-        relay = pairs is not None
-        self.connect_agents(server.port, agent_ids, relay)
         uids = [f"tp{run}-{i}" for i in range(args.tp_guests)]
-        guests = self.connect_guests(server, uids, group_id, pairs)
-        if guests["failed"]:
-            raise RuntimeError(f"{guests['failed']} guests could not log in: {guests['errors']}")
+        guests = self.connect_load(server, group_id, agent_ids, pairs, uids, visitor_context)
         unassigned = sum(1 for a in guests["agents"] if a is None)
         start_at = time.monotonic() + 0.5
         measure_from = start_at + args.tp_warmup
@@ -565,6 +756,7 @@ class Bench:
             "pushes_per_s": round(pushes / duration, 1),
             "errors": errors,
             "unassigned_guests": unassigned,
+            "stored": sum(r["end"]["acks"] for r in results),
             **cpu,
             "guests": args.tp_guests, "agents": len(agent_ids), "window": args.tp_window,
             "duration_s": duration,
@@ -574,53 +766,50 @@ class Bench:
     def _measure(self, server: ServerProcess, start: float, end: float) -> dict:
         """CPU use between two monotonic times (sleeps until the end)."""
         _sleep_until(start)
-        meter = CpuMeter(server, self.workers)
+        meter = self.meter(server)
         _sleep_until(end)
         return meter.read()
 
     def phase_throughput(self) -> dict:
-        """cschat and the relay in turn, ``--tp-rounds`` times; the medians are reported.
+        """cschat and the relay in turn, ``--tp-rounds`` times; medians, spreads, the ratio.
 
         Alternating the two, each on a fresh process, keeps a slow spell of
-        the machine from landing on one side only.
+        the machine from landing on one side only. The ratio is taken per
+        round (cschat against the relay run right after it) and summed up by
+        its median, its spread and its 95 % interval
+        (:func:`benchstats.ratio_ci95`); ``rounds_for_5pct`` is how many
+        rounds a 5 % difference in it would need at this spread
+        (:func:`benchstats.rounds_needed`). The relay does the same work in
+        every round: when its throughput moves by more than
+        ``--relay-spread`` % (max / min - 1), the machine's speed changed
+        during the run, and that is listed as a problem.
         """
         args = self.args
-        capacity = math.ceil(args.tp_guests / args.tp_agents)
-        rounds: dict[str, list[dict]] = {"cschat": [], "baseline": []}
-        def one_round(number: int) -> tuple[dict, dict]:
-            instance = self.instance("throughput", args.tp_agents, capacity)
-            server = self.start_cschat(instance)
-            try:
-                cschat, pairs = self.throughput_run(server, instance["group_id"],
-                                                    instance["agents"], None, f"c{number}")
-            finally:
-                self.finish(server)
-            relay = self.start_relay()
-            try:
-                baseline, _ = self.throughput_run(relay, 1, instance["agents"],
-                                                  [a if a is not None else 0 for a in pairs],
-                                                  f"r{number}")
-            finally:
-                self.finish(relay)
-            return cschat, baseline
-
-        for number in range(args.tp_rounds):
-            (cschat, baseline), attempts, _ = self.undisturbed(
-                f"throughput round {number + 1}", lambda number=number: one_round(number))
-            cschat["attempts"] = baseline["attempts"] = attempts
-            rounds["cschat"].append(cschat)
-            rounds["baseline"].append(baseline)
-        result = {}
-        for side, runs in rounds.items():
-            ordered = sorted(runs, key=lambda r: r["messages_per_s"])
-            result[side] = {**ordered[(len(ordered) - 1) // 2],
-                            "rounds_messages_per_s": [r["messages_per_s"] for r in runs]}
-        median_baseline = result["baseline"]["messages_per_s"]
-        result["ratio"] = round(result["cschat"]["messages_per_s"] / median_baseline, 3) \
-            if median_baseline else 0.0
-        result["ratio_per_round"] = [
-            round(c["messages_per_s"] / b["messages_per_s"], 3) if b["messages_per_s"] else 0.0
-            for c, b in zip(rounds["cschat"], rounds["baseline"], strict=True)]
+        rounds = self.rounds("throughput", args.tp_rounds, lambda number: self.against_relay(
+            "throughput", args.tp_agents, args.tp_guests, self.throughput_run, number))
+        sides = {"cschat": [c for (c, _), _ in rounds], "baseline": [b for (_, b), _ in rounds]}
+        result = {side: throughput_summary(runs) for side, runs in sides.items()}
+        ratios = [ratio(c["messages_per_s"], b["messages_per_s"])
+                  for c, b in zip(sides["cschat"], sides["baseline"], strict=True)]
+        relay = result["baseline"]["rounds_messages_per_s"]
+        moved = round(100 * (max(relay) / min(relay) - 1), 1) if min(relay) > 0 else None
+        sd = benchstats.log_sd(ratios)
+        spread = benchstats.describe(ratios)
+        result.update({
+            "ratio": spread["median"], "ratio_per_round": ratios, "ratio_spread": spread,
+            "ratio_ci95": benchstats.ratio_ci95(ratios),
+            "log_ratio_sd": None if sd is None else round(sd, 4),
+            "rounds_for_5pct": benchstats.rounds_needed(sd),
+            "relay_moved_pct": moved,
+            "relay_unsteady": moved is None or moved > args.relay_spread,
+            "attempts_per_round": [attempts for _, attempts in rounds],
+        })
+        if result["relay_unsteady"]:
+            how_much = "without bound" if moved is None else f"by {moved} %"
+            self.problems.append(
+                f"throughput: the relay's own throughput moved {how_much} between rounds "
+                f"({min(relay):.0f}-{max(relay):.0f} msg/s), more than --relay-spread "
+                f"{args.relay_spread:g} %: the machine's speed changed during the run")
         if args.profile:
             result["profiled"] = self.profile_throughput()
         return result
@@ -650,14 +839,17 @@ class Bench:
                 "server_cpu_pct": figures["server_cpu_pct"], "file": args.profile}
 
     def latency_run(self, server: ServerProcess, group_id: int, agent_ids: list[int],
-                    pairs: list[int] | None, run: str) -> tuple[dict, list[int]]:
-        """One open-loop run against ``server``; returns the figures and the pairs used."""
+                    pairs: list[int] | None, run: str, visitor_context: bool = False,
+                    agents_connected: bool = False) -> tuple[dict, list[int]]:
+        """One open-loop run against ``server``; returns the figures and the pairs used.
+
+        ``agents_connected``: the agents are logged in already (the scale
+        phase's, holding the idle guests too).
+        """
         args = self.args
-        self.connect_agents(server.port, agent_ids, pairs is not None)
         uids = [f"lat{run}-{i}" for i in range(args.lat_guests)]
-        guests = self.connect_guests(server, uids, group_id, pairs)
-        if guests["failed"]:
-            raise RuntimeError(f"{guests['failed']} guests could not log in: {guests['errors']}")
+        guests = self.connect_load(server, group_id, agent_ids, pairs, uids, visitor_context,
+                                   agents_connected)
         shares = [len(part) for part in split(uids, len(self.workers))]
         start_at = time.monotonic() + 0.5
         measure_from = start_at + args.lat_warmup
@@ -687,29 +879,217 @@ class Bench:
             "offered_per_s": args.lat_rate,
             "delivered_per_s": round(len(ordered) / args.lat_duration, 1),
             "sent": sum(r["sent"] for r in results), "errors": errors,
+            "stored": sum(r["acks"] for r in results),
             "guests": args.lat_guests, "agents": len(agent_ids),
             "duration_s": args.lat_duration, **cpu,
         }
         return figures, guests["agents"]
 
     def phase_latency(self) -> dict:
+        """cschat and the relay in turn, ``--lat-rounds`` times; the median of each percentile.
+
+        Each percentile (and the CPU) is the median over the rounds of that
+        round's figure; ``rounds`` holds every round's.
+        """
         args = self.args
-        capacity = math.ceil(args.lat_guests / args.lat_agents)
-        instance = self.instance("latency", args.lat_agents, capacity)
+        rounds = self.rounds("latency", args.lat_rounds, lambda number: self.against_relay(
+            "latency", args.lat_agents, args.lat_guests, self.latency_run, number))
+        cschat = [c for (c, _), _ in rounds]
+        relay = [b for (_, b), _ in rounds]
+        return {**latency_summary(cschat), "baseline": latency_summary(relay, LATENCY_KEYS),
+                "attempts_per_round": [attempts for _, attempts in rounds]}
+
+    def feature_run(self, name: str, features: tuple[str, ...], load: str, number: int
+                    ) -> dict:
+        """``load`` ("throughput" or "latency") on a fresh cschat with ``features`` on.
+
+        Everything else is off: no search index, no webhook, no mail, no
+        visitor context. The receivers the features need run from before the
+        server starts until after it stopped, so that they count every
+        delivery it made (``webhook_deliveries``, ``mails``).
+        """
+        args = self.args
+        sinks = {}
+        try:
+            kinds = [kind for feature, kind in (("webhooks", "webhook"), ("mail", "smtp"))
+                     if feature in features]
+            if kinds:
+                folder = self.new_folder(f"{name}-receivers")
+                sinks = {kind: self.start_sink(kind, folder) for kind in kinds}
+            settings = {"privacy": {"search_index": "true" if "search" in features else "false"}}
+            if "smtp" in sinks:
+                settings["email"] = {"smtp_host": "127.0.0.1", "smtp_port": sinks["smtp"].port,
+                                     "security": "none", "from": "Shop <help@shop.example>",
+                                     "notify": "team@shop.example"}
+            guests, agents = ((args.tp_guests, args.tp_agents) if load == "throughput"
+                              else (args.lat_guests, args.lat_agents))
+            instance = self.instance(f"{name}-{load}", agents, math.ceil(guests / agents),
+                                     settings, admin="webhook" in sinks)
+            server = self.start_cschat(instance)
+            try:
+                if "webhook" in sinks:
+                    self.add_webhook(server, instance["admin_id"],
+                                     f"http://127.0.0.1:{sinks['webhook'].port}/cschat")
+                run = self.throughput_run if load == "throughput" else self.latency_run
+                figures, _ = run(server, instance["group_id"], instance["agents"], None,
+                                 f"{name}{number}", visitor_context="context" in features)
+            finally:
+                self.finish(server)
+        finally:
+            received = {kind: self.stop_sink(sink) for kind, sink in sinks.items()}
+        if "webhook" in received:
+            figures["webhook_deliveries"] = sum(received["webhook"].values())
+        if "smtp" in received:
+            figures["mails"] = received["smtp"].get("mail", 0)
+        return figures
+
+    def phase_features(self) -> dict:
+        """Every configuration of CONFIGURATIONS under both loads, ``--feat-rounds`` rounds.
+
+        A round runs the throughput load on every configuration, then the
+        latency load on every configuration, each on a fresh cschat and
+        database (no backlog of deliveries carries over), starting one
+        configuration later each round so that none always runs first. Each
+        configuration is compared with plain of the same round: the per-round
+        ratios of msg/s and of p99, summed up by their medians; throughput
+        cost = 1 - that ratio, p99 change = that p99 ratio - 1.
+        ``rounds_for_5pct`` is :func:`benchstats.rounds_needed` for the
+        spread of the throughput ratios, pooled over the configurations.
+        """
+        args = self.args
+        skipped = {}
+        if importlib.util.find_spec("aiosmtpd") is None:
+            skipped["mail"] = "aiosmtpd cannot be imported: there is no SMTP server to mail to"
+        # What each configuration turns on, less what cannot run here ("all" runs without it).
+        features = {name: tuple(f for f in on if f not in skipped)
+                    for name, on in CONFIGURATIONS.items() if name not in skipped}
+        names = list(features)
+
+        def one_round(number: int) -> dict:
+            shift = number % len(names)
+            order = names[shift:] + names[:shift]
+            return {load: {name: self.feature_run(name, features[name], load, number)
+                           for name in order}
+                    for load in ("throughput", "latency")}
+
+        rounds = self.rounds("features", args.feat_rounds, one_round)
+        plain = {load: [r[load]["plain"] for r, _ in rounds] for load in ("throughput", "latency")}
+        configurations = {}
+        for name in names:
+            throughput = [r["throughput"][name] for r, _ in rounds]
+            latency = [r["latency"][name] for r, _ in rounds]
+            ratios = [ratio(t["messages_per_s"], p["messages_per_s"])
+                      for t, p in zip(throughput, plain["throughput"], strict=True)]
+            p99_ratios = [ratio(lat["p99_ms"], p["p99_ms"])
+                          for lat, p in zip(latency, plain["latency"], strict=True)]
+            middle = benchstats.describe(ratios)["median"]
+            p99_middle = benchstats.describe(p99_ratios)["median"]
+            entry = {
+                "features": list(features[name]),
+                "throughput": throughput_summary(throughput),
+                "latency": latency_summary(latency),
+                "ratio_to_plain": middle, "ratio_to_plain_per_round": ratios,
+                "ratio_to_plain_ci95": benchstats.ratio_ci95(ratios),
+                "throughput_cost_pct": None if middle is None else round(100 * (1 - middle), 1),
+                "p99_change_pct": None if p99_middle is None
+                else round(100 * (p99_middle - 1), 1),
+                "messages_stored": sum(run["stored"] for run in throughput + latency),
+            }
+            for key in ("webhook_deliveries", "mails"):
+                if key in throughput[0]:
+                    entry[key] = sum(run[key] for run in throughput + latency)
+            configurations[name] = entry
+        sd = benchstats.log_sd(*(entry["ratio_to_plain_per_round"]
+                                 for name, entry in configurations.items() if name != "plain"))
+        return {"rounds": args.feat_rounds, "configurations": configurations,
+                "skipped": skipped, "log_ratio_sd": None if sd is None else round(sd, 4),
+                "rounds_for_5pct": benchstats.rounds_needed(sd),
+                "attempts_per_round": [attempts for _, attempts in rounds],
+                "notes": [RATE_LIMIT_NOTE],
+                "server_cpu_pct": configurations["plain"]["throughput"]["server_cpu_pct"]}
+
+    def phase_scale(self) -> dict:
+        """Idle guests by the thousand, then the latency load alongside them.
+
+        ``--scale-agents`` agents log in, ``--scale-idle`` guests connect and
+        log in and stay idle; the server's RSS is read before and after, and
+        its CPU measured over ``--scale-hold`` seconds while it only holds
+        them; then the latency phase's load (``--lat-*``) runs, to the same
+        agents. What the machine allows is checked first: the open-file
+        limit (the idle count is capped to what it leaves, and that is listed
+        as a problem) and the ephemeral port range (the idle guests are
+        spread over as many loopback source addresses, 127.0.0.1, .2, …, as
+        keep each under PORT_USE of it).
+        """
+        args = self.args
+        idle = args.scale_idle
+        others = args.lat_guests + args.scale_agents
+        room = self.nofile_limit - others - FD_MARGIN
+        if idle > room:
+            idle = max(0, room)
+            self.problems.append(f"scale: the open-file limit could not be raised above "
+                                 f"{self.nofile_limit}; idle guests capped at {idle} of "
+                                 f"{args.scale_idle}")
+        instance = self.instance("scale", args.scale_agents,
+                                 math.ceil((idle + args.lat_guests) / args.scale_agents))
         server = self.start_cschat(instance)
         try:
-            figures, pairs = self.latency_run(server, instance["group_id"], instance["agents"],
-                                              None, "c")
+            held = self.hold_idle("scale", server, instance, idle, args.scale_hold,
+                                  others=args.lat_guests)
+            latency, _ = self.latency_run(server, instance["group_id"], instance["agents"],
+                                          None, "s", agents_connected=True)
         finally:
             self.finish(server)
-        relay = self.start_relay()
-        try:
-            baseline, _ = self.latency_run(relay, 1, instance["agents"],
-                                           [a if a is not None else 0 for a in pairs], "r")
-        finally:
-            self.finish(relay)
-        keys = ("p50_ms", "p99_ms", "p999_ms", "max_ms", "server_cpu_pct")
-        return {**figures, "baseline": {k: baseline[k] for k in keys}}
+        return {
+            "idle_guests": held.pop("held"), "idle_guests_asked": args.scale_idle, **held,
+            "hold_s": args.scale_hold, "agents": args.scale_agents,
+            "open_file_limit": self.nofile_limit,
+            "latency": latency, "server_cpu_pct": latency["server_cpu_pct"],
+        }
+
+    def hold_idle(self, label: str, server: ServerProcess, instance: dict, count: int,
+                  seconds: float, others: int = 0) -> dict:
+        """Log in the instance's agents, then ``count`` idle guests, and watch the server hold them.
+
+        Returns the server's RSS before and after the guests (each read
+        ``self.pause`` seconds after the logins, once it settled), what one
+        guest added, the connect + login rate with its CPU (``connect_cpu``), and the
+        server's CPU over ``seconds`` while it only holds them. ``others``:
+        connections still to come to the same server (a later load), counted
+        against the ephemeral port range: when all of them would take more
+        than PORT_USE of it, the guests are spread over as many loopback
+        source addresses (127.0.0.1, .2, …) as keep each under it. Guests
+        that failed are listed as a problem under ``label``.
+        """
+        low, high = local_port_range()
+        per_source = int(PORT_USE * (high - low + 1))
+        total = count + others + len(instance["agents"])
+        sources = [f"127.0.0.{i + 1}" for i in range(math.ceil(total / per_source))]
+        self.connect_agents(server.port, instance["agents"])
+        time.sleep(self.pause)
+        rss_before = server.rss_kb()
+        guests = self.connect_guests(server, [f"idle-{i}" for i in range(count)],
+                                     instance["group_id"], idle=True,
+                                     sources=sources if len(sources) > 1 else None)
+        time.sleep(self.pause)
+        rss_after = server.rss_kb()
+        fds = open_fds(server.pid)
+        idle = self._measure(server, time.monotonic(), time.monotonic() + seconds)
+        if guests["failed"]:
+            self.problems.append(f"{label}: {guests['failed']} guests failed to log in: "
+                                 f"{guests['errors']}")
+        held = count - guests["failed"]
+        return {
+            "held": held,
+            "rss_before_kb": rss_before, "rss_after_kb": rss_after,
+            "rss_per_connection_kb": round((rss_after - rss_before) / held, 2) if held else None,
+            "server_open_fds": fds,
+            "connect_and_login_per_s": round(held / (guests["end"] - guests["start"]), 1)
+            if held else None,
+            "connect_cpu": guests["cpu"],
+            "idle_server_cpu_pct": idle["server_cpu_pct"],
+            "ephemeral_ports": [low, high], "source_addresses": sources,
+        }
 
     def phase_connections(self) -> dict:
         args = self.args
@@ -717,32 +1097,11 @@ class Bench:
         instance = self.instance("connections", args.conn_agents, capacity)
         server = self.start_cschat(instance)
         try:
-            pause = 0.5 if args.quick else 2.0
-            self.connect_agents(server.port, instance["agents"])
-            time.sleep(pause)
-            rss_before = server.rss_kb()
-            uids = [f"idle-{i}" for i in range(args.connections)]
-            guests = self.connect_guests(server, uids, instance["group_id"])
-            time.sleep(pause)
-            rss_after = server.rss_kb()
-            fds = open_fds(server.pid)
-            idle = self._measure(server, time.monotonic(), time.monotonic() + pause)
+            held = self.hold_idle("connections", server, instance, args.connections, self.pause)
         finally:
             self.finish(server)
-        held = args.connections - guests["failed"]
-        if guests["failed"]:
-            self.problems.append(f"connections: {guests['failed']} guests failed to log in: "
-                                 f"{guests['errors']}")
-        return {
-            "connections": held,
-            "rss_before_kb": rss_before, "rss_after_kb": rss_after,
-            "rss_per_connection_kb": round((rss_after - rss_before) / held, 2) if held else None,
-            "server_open_fds": fds,
-            "connect_and_login_per_s": round(held / (guests["end"] - guests["start"]), 1),
-            **guests["cpu"],
-            "idle_server_cpu_pct": idle["server_cpu_pct"],
-            "agents": args.conn_agents,
-        }
+        cpu = held.pop("connect_cpu")   # the table's CPU column: while they connect
+        return {"connections": held.pop("held"), **held, **cpu, "agents": args.conn_agents}
 
     def phase_login(self) -> dict:
         args = self.args
@@ -765,7 +1124,7 @@ class Bench:
                          "start_at": start_at} for part in split(uids, count)]
             self.workers.send(commands)
             _sleep_until(start_at)
-            meter = CpuMeter(server, self.workers)
+            meter = self.meter(server)
             results = self.workers.receive(commands, 60 + args.logins * 0.05)
             login_cpu = meter.read()
             # Storm 2: each guest opens its WebSocket and logs in (new uid).
@@ -824,7 +1183,7 @@ class Bench:
                               + idle)
             query(newest[:50] + deep[:20])   # warm-up, not counted
             for name, requests in (("newest", newest), ("deep", deep)):
-                meter = CpuMeter(server, self.workers)
+                meter = self.meter(server)
                 result = query(requests)
                 cpu = meter.read()
                 ordered = sorted(array.array("q", result["samples"]))
@@ -957,6 +1316,55 @@ def profile_report(prefix: str, figures: dict) -> str:
 
 # -- output --------------------------------------------------------------------------------------
 
+# The figures of a latency run kept for each round, and for the relay's side.
+LATENCY_KEYS = ("p50_ms", "p99_ms", "p999_ms", "max_ms", "server_cpu_pct")
+# Counts of a run that are summed over the rounds rather than given by their median.
+SUMMED = ("errors", "unassigned_guests", "stored", "webhook_deliveries", "mails")
+
+
+def combine(runs: list[dict]) -> dict:
+    """Several rounds' figures of one measurement as one, with the same keys.
+
+    The counts of SUMMED are summed over the rounds; any other number is its
+    median over the rounds that have it; a figure equal in every round, or
+    not a number, is as it is in the first round.
+    """
+    combined = {}
+    for key, first in runs[0].items():
+        values = [run.get(key) for run in runs]
+        known = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if key in SUMMED and known:
+            combined[key] = sum(known)
+        elif all(v == first for v in values) or not known:
+            combined[key] = first
+        else:
+            combined[key] = round(statistics.median(known), 3)
+    return combined
+
+
+def throughput_summary(runs: list[dict]) -> dict:
+    """Throughput rounds as one (:func:`combine`), with every round's msg/s and their spread."""
+    per_round = [run["messages_per_s"] for run in runs]
+    return {**combine(runs), "rounds_messages_per_s": per_round,
+            "spread": benchstats.describe(per_round)}
+
+
+def latency_summary(runs: list[dict], keys: tuple[str, ...] | None = None) -> dict:
+    """Latency rounds as one (:func:`combine`, only ``keys`` if given), with every round's
+    percentiles and server CPU (``rounds``)."""
+    combined = combine(runs)
+    if keys is not None:
+        combined = {key: combined[key] for key in keys}
+    return {**combined, "rounds": [{key: run[key] for key in LATENCY_KEYS} for run in runs]}
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """``value / reference`` to 3 places; None when either is unknown or the reference is 0."""
+    if value is None or not reference:
+        return None
+    return round(value / reference, 3)
+
+
 def percentile(ordered, pct: float):
     if not ordered:
         return None
@@ -1014,44 +1422,104 @@ def versions() -> dict:
 
 
 def summarise(results: dict) -> dict:
-    """The flat per-phase server CPU and the targets met."""
+    """The flat per-phase server CPU and the targets met (judged on the medians)."""
     cpu = {}
     targets = {}
+
+    def at_most(value, bound: str) -> bool:
+        return value is not None and value <= TARGETS[bound]
+
     if "throughput" in results:
         t = results["throughput"]
         cpu["throughput"] = t["cschat"]["server_cpu_pct"]
         cpu["throughput_baseline"] = t["baseline"]["server_cpu_pct"]
-        targets["throughput_ratio"] = t["ratio"] >= TARGETS["throughput_ratio"]
+        targets["throughput_ratio"] = t["ratio"] is not None and \
+            t["ratio"] >= TARGETS["throughput_ratio"]
     if "latency" in results:
-        cpu["latency"] = results["latency"]["server_cpu_pct"]
-        cpu["latency_baseline"] = results["latency"]["baseline"]["server_cpu_pct"]
-        p99 = results["latency"]["p99_ms"]
-        targets["latency_p99"] = p99 is not None and p99 <= TARGETS["latency_p99_ms"]
+        lat = results["latency"]
+        cpu["latency"] = lat["server_cpu_pct"]
+        cpu["latency_baseline"] = lat["baseline"]["server_cpu_pct"]
+        targets["latency_p99"] = at_most(lat["p99_ms"], "latency_p99_ms")
+        targets["latency_p999"] = at_most(lat["p999_ms"], "latency_p999_ms")
     if "connections" in results:
         cpu["connections"] = results["connections"]["server_cpu_pct"]
-        per = results["connections"]["rss_per_connection_kb"]
-        targets["rss_per_connection"] = per is not None and per <= \
-            TARGETS["rss_per_connection_kb"]
+        targets["rss_per_connection"] = at_most(results["connections"]["rss_per_connection_kb"],
+                                                "rss_per_connection_kb")
     if "login" in results:
         cpu["login"] = results["login"]["server_cpu_pct"]
         targets["logins_per_s"] = results["login"]["logins_per_s"] >= TARGETS["logins_per_s"]
     if "history" in results:
         cpu["history"] = results["history"]["server_cpu_pct"]
-        targets["history_p99"] = all(results["history"][k]["p99_ms"] <= TARGETS["history_p99_ms"]
+        targets["history_p99"] = all(at_most(results["history"][k]["p99_ms"], "history_p99_ms")
                                      for k in ("newest", "deep"))
+    if "features" in results:
+        cpu["features_plain"] = results["features"]["server_cpu_pct"]
+    if "scale" in results:
+        cpu["scale"] = results["scale"]["server_cpu_pct"]
+        cpu["scale_idle"] = results["scale"]["idle_server_cpu_pct"]
     return {"server_cpu_pct": cpu, "targets_met": targets}
 
 
+def render(header: tuple[str, ...], rows: list[tuple[str, ...]], numeric: set[int]) -> list[str]:
+    """A plain-text table: columns as wide as their widest cell, ``numeric`` ones right-aligned."""
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+              for r in rows]
+    return lines
+
+
+def cpu_cell(cpu: dict) -> str:
+    """A reading of :class:`CpuMeter` as the table shows it: server / generator / other."""
+    return (f"{cpu['server_cpu_pct']:.0f} / {cpu['generator_cpu_pct']:.0f} / "
+            f"{cpu['other_cpu_pct']:.0f}")
+
+
+def with_spread(spread: dict, places: int) -> str:
+    """A median with its rounds' range and spread: ``3078 (2485-3401, 30 %)``; alone for one."""
+    middle = f"{spread['median']:.{places}f}"
+    if spread["min"] == spread["max"] or spread["spread_pct"] is None:
+        return middle
+    return (f"{middle} ({spread['min']:.{places}f}-{spread['max']:.{places}f}, "
+            f"{spread['spread_pct']:.0f} %)")
+
+
+def interval(ci: list[float] | None) -> str:
+    """A 95 % interval as the tables show it after a ratio ("" when there is none)."""
+    return f", 95 % CI {ci[0]:.2f}-{ci[1]:.2f}" if ci else ""
+
+
+def latency_cells(figures: dict) -> str:
+    """``p50 / p99 / p99.9`` of a latency run or its rounds' medians."""
+    return " / ".join(str(figures[key]) for key in ("p50_ms", "p99_ms", "p999_ms"))
+
+
+def rounds_needed_note(what: str, sd: float | None, needed: int | None, rounds: int,
+                       option: str) -> str:
+    """The "rounds needed" line (see :func:`benchstats.rounds_needed`)."""
+    if sd is None:
+        return (f"rounds needed to see a 5 % difference in {what}: unknown, one round gives "
+                f"no spread to go by ({option} 2 or more)")
+    return (f"rounds needed to see a 5 % difference in {what}: "
+            f"{needed if needed is not None else 'more than 100000'} at this run's spread "
+            f"(sd of ln ratio {sd:.3f}; this run: {rounds})")
+
+
 def table(results: dict) -> str:
+    """The figures as the tool prints them: the main table, then the feature cost table.
+
+    Each table is followed by its notes: every round's figures, the rounds a
+    5 % difference would need, what the receivers got.
+    """
     rows: list[tuple[str, str, str, str]] = []
     notes: list[str] = []
     met = results.get("targets_met", {})
 
     def row(figure, value, cpu=None, target=""):
-        if isinstance(cpu, dict):
-            cpu = (f"{cpu['server_cpu_pct']:.0f} / {cpu['generator_cpu_pct']:.0f} / "
-                   f"{cpu['other_cpu_pct']:.0f}")
-        rows.append((figure, value, cpu or "", target))
+        rows.append((figure, value, cpu_cell(cpu) if isinstance(cpu, dict) else cpu or "",
+                     target))
 
     def verdict(bound, ok):
         return f"{bound}: {'met' if ok else 'NOT met'}"
@@ -1059,30 +1527,40 @@ def table(results: dict) -> str:
     if "throughput" in results:
         t = results["throughput"]
         c, b = t["cschat"], t["baseline"]
-        row(f"throughput cschat (msg/s), {c['guests']} guests x window {c['window']}",
-            f"{c['messages_per_s']:.0f}", c)
-        row("throughput bare relay (msg/s)", f"{b['messages_per_s']:.0f}", b)
-        row("ratio cschat / relay", f"{t['ratio']:.2f}", None,
+        count = len(t["ratio_per_round"])
+        row(f"throughput cschat (msg/s), {c['guests']} guests x window {c['window']}, "
+            f"median of {count}", with_spread(c["spread"], 0), c)
+        row("throughput bare relay (msg/s)", with_spread(b["spread"], 0), b)
+        ratio_text = "-" if t["ratio"] is None else \
+            with_spread(t["ratio_spread"], 2) + interval(t["ratio_ci95"])
+        row("ratio cschat / relay (median of the rounds' ratios)", ratio_text, None,
             verdict(f">= {TARGETS['throughput_ratio']:.2f}", met["throughput_ratio"]))
-        if len(t["ratio_per_round"]) > 1:
+        if count > 1:
             notes.append("throughput rounds (cschat / relay / ratio): " + "; ".join(
-                f"{cs:.0f} / {rl:.0f} / {ra:.2f}" for cs, rl, ra in zip(
+                f"{cs:.0f} / {rl:.0f} / {ra if ra is not None else '-'}" for cs, rl, ra in zip(
                     c["rounds_messages_per_s"], b["rounds_messages_per_s"],
                     t["ratio_per_round"], strict=True)))
+        notes.append(rounds_needed_note("the throughput ratio", t["log_ratio_sd"],
+                                        t["rounds_for_5pct"], count, "--tp-rounds"))
         if "profiled" in t:
             row("throughput under cProfile (msg/s)", f"{t['profiled']['messages_per_s']:.0f}",
                 f"{t['profiled']['server_cpu_pct']:.0f}")
     if "latency" in results:
         lat = results["latency"]
-        row(f"latency p50 (ms) @ {lat['offered_per_s']:.0f} msg/s, {lat['guests']} guests",
-            f"{lat['p50_ms']}", lat)
+        row(f"latency p50 (ms) @ {lat['offered_per_s']:.0f} msg/s, {lat['guests']} guests, "
+            f"median of {len(lat['rounds'])}", f"{lat['p50_ms']}", lat)
         row("latency p99 (ms)", f"{lat['p99_ms']}", None,
             verdict(f"<= {TARGETS['latency_p99_ms']:.0f}", met["latency_p99"]))
-        row("latency p99.9 / max (ms)", f"{lat['p999_ms']} / {lat['max_ms']}")
+        row("latency p99.9 (ms)", f"{lat['p999_ms']}", None,
+            verdict(f"<= {TARGETS['latency_p999_ms']:.0f}", met["latency_p999"]))
+        row("latency max (ms)", f"{lat['max_ms']}")
         base = lat["baseline"]
-        row("  bare relay, same load: p50 / p99 / p99.9 (ms)",
-            f"{base['p50_ms']} / {base['p99_ms']} / {base['p999_ms']}",
+        row("  bare relay, same load: p50 / p99 / p99.9 (ms)", latency_cells(base),
             f"{base['server_cpu_pct']:.0f}")
+        if len(lat["rounds"]) > 1:
+            notes.append("latency rounds, p50 / p99 / p99.9 / max (ms): " + "; ".join(
+                f"cschat {latency_cells(c)} / {c['max_ms']}, relay {latency_cells(r)} / "
+                f"{r['max_ms']}" for c, r in zip(lat["rounds"], base["rounds"], strict=True)))
     if "connections" in results:
         con = results["connections"]
         row(f"RSS per idle connection (KiB), {con['connections']} held",
@@ -1109,14 +1587,63 @@ def table(results: dict) -> str:
                      f"conversations; the deep one holds {his['deep_conversation_messages']}, "
                      f"deep pages are page_index {his['deep']['page_index_range'][0]}-"
                      f"{his['deep']['page_index_range'][1]} of page_size {his['page_size']}")
-    header = ("figure", "value", "CPU % server / gen / other", "target")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.rjust(w) if i == 1 else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-              for r in rows]
-    return "\n".join(lines + [""] + notes if notes else lines)
+    if "scale" in results:
+        sc = results["scale"]
+        lat = sc["latency"]
+        row(f"scale: RSS per idle connection (KiB), {sc['idle_guests']} held",
+            f"{sc['rss_per_connection_kb']}", sc["connect_cpu"])
+        row("  server RSS before / after (MiB)",
+            f"{sc['rss_before_kb'] / 1024:.1f} / {sc['rss_after_kb'] / 1024:.1f}")
+        row(f"  server CPU while they idle (%), {sc['hold_s']:g} s", f"{sc['idle_server_cpu_pct']}")
+        row(f"scale: latency p50 / p99 / p99.9 / max (ms) @ {lat['offered_per_s']:.0f} msg/s, "
+            f"{lat['guests']} guests + the idle ones", f"{latency_cells(lat)} / {lat['max_ms']}",
+            lat)
+        notes.append(f"scale: {sc['idle_guests']} idle guests ({sc['idle_guests_asked']} asked) "
+                     f"and {sc['agents']} agents; connect + login {sc['connect_and_login_per_s']}"
+                     f"/s; open-file limit {sc['open_file_limit']}, server fds "
+                     f"{sc['server_open_fds']}; ephemeral ports {sc['ephemeral_ports'][0]}-"
+                     f"{sc['ephemeral_ports'][1]}, source addresses "
+                     f"{', '.join(sc['source_addresses'])}")
+    lines = render(("figure", "value", "CPU % server / gen / other", "target"), rows, {1}) \
+        if rows else []
+    if notes:
+        lines += [""] + notes
+    if "features" in results:
+        lines += ([""] if lines else []) + feature_table(results["features"])
+    return "\n".join(lines)
+
+
+def feature_table(features: dict) -> list[str]:
+    """The "feature cost" table of the features phase and its notes."""
+    rows = []
+    notes = [f"feature cost: each configuration against plain of the same round, medians of "
+             f"{features['rounds']} round(s); cost = 1 - msg/s ratio, p99 change = p99 ratio - 1"]
+    for name, entry in features["configurations"].items():
+        t, lat = entry["throughput"], entry["latency"]
+        vs = "-" if entry["ratio_to_plain"] is None else \
+            f"{entry['ratio_to_plain']:.3f}{interval(entry['ratio_to_plain_ci95'])}"
+        rows.append((name, with_spread(t["spread"], 0), vs,
+                     "-" if entry["throughput_cost_pct"] is None
+                     else f"{entry['throughput_cost_pct']:+.1f} %",
+                     latency_cells(lat),
+                     "-" if entry["p99_change_pct"] is None
+                     else f"{entry['p99_change_pct']:+.1f} %",
+                     f"{t['server_cpu_pct']:.0f} / {lat['server_cpu_pct']:.0f}"))
+        if "webhook_deliveries" in entry:
+            notes.append(f"{name}: the webhook receiver got {entry['webhook_deliveries']} "
+                         f"deliveries; {entry['messages_stored']} messages were stored")
+        if "mails" in entry:
+            notes.append(f"{name}: the SMTP server got {entry['mails']} mails" + (
+                " (this load queues none: guests write, agents never answer; what is priced is "
+                "the mail worker being on)" if not entry["mails"] else ""))
+    notes += [f"skipped {name}: {why}" for name, why in features["skipped"].items()]
+    notes += features["notes"]
+    notes.append(rounds_needed_note("a feature's cost", features["log_ratio_sd"],
+                                    features["rounds_for_5pct"], features["rounds"],
+                                    "--feat-rounds"))
+    header = ("configuration", "msg/s", "vs plain", "throughput cost",
+              "latency p50 / p99 / p99.9 (ms)", "p99 change", "server CPU % tp / lat")
+    return ["feature cost"] + render(header, rows, {1, 2, 3, 5}) + [""] + notes
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -1126,7 +1653,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes (under a minute); explicit size options still apply")
     parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma list of phases to run, from {', '.join(PHASES)}")
+                        help=f"comma list of phases to run, from {', '.join(PHASES + EXTRA_PHASES)}"
+                             f" (default: {', '.join(PHASES)})")
+    parser.add_argument("--features", action="store_true",
+                        help="also run the features phase: the throughput and latency loads "
+                             f"with each of {', '.join(CONFIGURATIONS)} (every feature off, "
+                             "each one on, all on), priced against plain")
+    parser.add_argument("--relay-spread", type=float, default=10.0, metavar="PCT",
+                        help="list it as a problem when the relay's own throughput moved more "
+                             "than PCT %% between rounds, max/min - 1 (default 10)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON here")
     parser.add_argument("--profile", metavar="FILE", nargs="?", const="bench-profile.txt",
                         help="also run the throughput phase with the server under cProfile "
@@ -1159,14 +1694,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else default)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = [p for p in args.phases if p not in PHASES]
+    if args.features and "features" not in args.phases:
+        args.phases.append("features")
+    known = PHASES + EXTRA_PHASES
+    unknown = [p for p in args.phases if p not in known]
     if unknown:
-        parser.error(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if args.profile and "throughput" not in args.phases:
         parser.error("--profile profiles the throughput phase: include it in --phases")
-    at_least_one = ("workers", "tp_rounds", "tp_guests", "tp_agents", "tp_window", "lat_guests",
-                    "lat_agents", "connections", "conn_agents", "logins", "login_agents",
-                    "history_requests")
+    at_least_one = ("workers", "tp_rounds", "tp_guests", "tp_agents", "tp_window", "lat_rounds",
+                    "lat_guests", "lat_agents", "connections", "conn_agents", "logins",
+                    "login_agents", "history_requests", "feat_rounds", "scale_idle",
+                    "scale_agents")
     for name in at_least_one:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -1190,7 +1729,8 @@ def main(argv: list[str] | None = None) -> int:
             "server_cpu": SERVER_CPU, "generator_cpus": bench.generator_cpus,
             "server_and_generator_share_cpus": bench.shared_cpu,
             "workers": args.workers, "quick": args.quick, "synchronous": args.synchronous,
-            "phases": args.phases,
+            "phases": args.phases, "relay_spread_pct": args.relay_spread,
+            "open_file_limit": bench.nofile_limit,
             "sizes": {name: getattr(args, name) for name in SIZES},
             "fsync": fsync_ms(bench.tmp, 20 if args.quick else 300),
         }}
@@ -1202,7 +1742,7 @@ def main(argv: list[str] | None = None) -> int:
             phase_started = time.monotonic()
             run = getattr(bench, "phase_" + phase)
             try:
-                if phase == "throughput":   # its rounds are checked one by one
+                if phase in ROUNDED:   # their rounds are checked one by one
                     results[phase] = run()
                 else:
                     result, attempts, worst = bench.undisturbed(phase, run)

@@ -9,7 +9,9 @@ The frames are the same against cschat and against the bare relay
 (``relay.py``): guests log in with 21000 and send 22300, agents log in with
 31000 and receive 32399 pushes. Against the relay each connection's path
 names its pair (``/ws?agent=ID`` / ``/ws?to=ID&gid=N``) because the relay
-does no routing.
+does no routing. Guests may log in as a browser would, with a User-Agent and
+the widget's visitor context (the features phase), and may be held idle,
+apart from the guests the load ops drive (the scale phase).
 
 Times are ``time.monotonic()`` seconds (``CLOCK_MONOTONIC``), the same clock
 in every process of the machine, so the coordinator hands out absolute
@@ -27,6 +29,7 @@ import os
 import resource
 import time
 import traceback
+import zlib
 
 import jwt
 from wsclient import connect
@@ -34,6 +37,8 @@ from wsclient import connect
 HOST = "127.0.0.1"
 
 GUEST_LOGIN = b'{"api_key":21000,"call_type":1,"seq":"login","token":"%s"}'
+# The same with the widget's visitor context (docs/protocol.md, 21000).
+GUEST_LOGIN_CONTEXT = b'{"api_key":21000,"call_type":1,"seq":"login","token":"%s","context":%s}'
 AGENT_LOGIN = b'{"api_key":31000,"call_type":3,"seq":"login","token":"%s"}'
 GUEST_SEND = (b'{"api_key":22300,"call_type":1,"seq":%d,"msg":"%d Hello, where is my parcel? '
               b'Order 4711 was sent a week ago.","client_msg_id":"m%d"}')
@@ -46,6 +51,49 @@ MSG_FIELD = b'"msg":"'
 TOKEN_TTL = 86400
 SECRET_FALLBACK = "relay-does-not-check-tokens-0123456789"
 CONNECT_TIMEOUT = 30.0
+
+# Browsers a shop's visitors come with, for the User-Agent of a visitor's upgrade request.
+# Several, so that the server's parsing is not always answered from one cache entry.
+USER_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80",
+    "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/123.0.0.0 Mobile Safari/537.36",
+)
+LANGUAGES = (("en-US", "America/New_York"), ("zh-CN", "Asia/Shanghai"),
+             ("de-DE", "Europe/Berlin"))
+
+
+def agent_token(admin_id: int, secret: str | None) -> str:
+    """An HS256 agent token for ``admin_id``, as the shop would mint it (also for the admin API)."""
+    return jwt.encode({"typ": "agent", "admin_id": admin_id, "exp": int(time.time()) + TOKEN_TTL},
+                      secret or SECRET_FALLBACK, algorithm="HS256")
+
+
+def visitor(index: int) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """Guest ``index``'s widget context (JSON) and upgrade headers, as a browser sends them.
+
+    A product page reached from a search engine, in one of a few languages,
+    with one of a few browsers' User-Agent.
+    """
+    language, timezone = LANGUAGES[index % len(LANGUAGES)]
+    context = {"url": f"https://shop.example/products/{1000 + index % 500}?utm_source=search",
+               "title": f"Trail running shoe, model {index % 500} | Shop",
+               "referrer": "https://www.google.com/", "language": language,
+               "timezone": timezone}
+    headers = (("User-Agent", USER_AGENTS[index % len(USER_AGENTS)]),)
+    return json.dumps(context, separators=(",", ":")).encode(), headers
 
 
 def raise_nofile(wanted: int) -> int:
@@ -150,7 +198,8 @@ class Worker:
 
     def __init__(self) -> None:
         self.agents: list = []
-        self.guests: list[Guest] = []
+        self.guests: list[Guest] = []   # the guests the load ops make send
+        self.idle: list = []            # logged-in guests that only stay connected
         self.pending: list = []
 
     # -- connections --------------------------------------------------------------------
@@ -187,9 +236,7 @@ class Worker:
         for admin_id in ids:
             path = f"/ws?agent={admin_id}" if relay else "/ws"
             client = await connect(HOST, port, path, CONNECT_TIMEOUT)
-            token = jwt.encode({"typ": "agent", "admin_id": admin_id,
-                                "exp": int(time.time()) + TOKEN_TTL}, secret or SECRET_FALLBACK,
-                               algorithm="HS256")
+            token = agent_token(admin_id, secret)
             await self._login(client, AGENT_LOGIN % token.encode(), 31000)
             client.tag = admin_id
             self.agents.append(client)
@@ -202,14 +249,22 @@ class Worker:
 
     async def op_connect_guests(self, port: int, uids: list[str], group_id: int,
                                 secret: str | None, pairs: list[int] | None, concurrency: int,
-                                start_at: float | None = None) -> dict:
+                                start_at: float | None = None, visitor_context: bool = False,
+                                idle: bool = False, sources: list[str] | None = None) -> dict:
         """Connect and log in one guest per uid, ``concurrency`` at a time.
 
-        ``pairs`` (relay only) names each guest's agent. Returns each guest's
-        agent (from the login answer), the failures, and the first start and
-        last end of the whole batch.
+        ``pairs`` (relay only) names each guest's agent. With
+        ``visitor_context`` each guest sends a browser's User-Agent and the
+        widget's context (:func:`visitor`, picked by a hash of its uid).
+        ``idle`` guests are held apart: the load ops never make them send.
+        ``sources``: guest i connects from ``sources[i % len(sources)]``.
+        Returns each guest's agent (from the login answer), the failures, and
+        the first start and last end of the whole batch.
         """
         tokens = self._guest_tokens(uids, group_id, secret)
+        profiles = [visitor(zlib.crc32(uid.encode())) if visitor_context else (None, ())
+                    for uid in uids]
+        held = self.idle if idle else self.guests
         await _sleep_until(start_at)
         gate = asyncio.Semaphore(concurrency)
         errors: list[str] = []
@@ -220,15 +275,19 @@ class Worker:
                 try:
                     path = (f"/ws?to={pairs[index]}&gid={index + 1}" if pairs is not None
                             else "/ws")
-                    client = await connect(HOST, port, path, CONNECT_TIMEOUT)
-                    data = await self._login(client, GUEST_LOGIN % tokens[index], 21000)
+                    context, headers = profiles[index]
+                    client = await connect(HOST, port, path, CONNECT_TIMEOUT, headers,
+                                           sources[index % len(sources)] if sources else None)
+                    frame = (GUEST_LOGIN_CONTEXT % (tokens[index], context) if context
+                             else GUEST_LOGIN % tokens[index])
+                    data = await self._login(client, frame, 21000)
                 except Exception as error:  # noqa: BLE001 - counted and reported
                     errors.append(f"{type(error).__name__}: {error}")
                     if client is not None:
                         client.abort()
                     return None
                 agent = (data.get("agent") or {}).get("admin_id")
-                self.guests.append(Guest(client, agent))
+                held.append(client if idle else Guest(client, agent))
                 return agent
 
         start = time.monotonic()
@@ -399,7 +458,7 @@ class Worker:
         closed after ``timeout`` seconds is dropped.
         """
         closed = 0
-        for group in ([g.client for g in self.guests] + self.pending, self.agents):
+        for group in ([g.client for g in self.guests] + self.idle + self.pending, self.agents):
             for client in group:
                 client.start_close()
             deadline = time.monotonic() + timeout
@@ -409,7 +468,7 @@ class Worker:
                 if not client.closed:
                     client.abort()
                 closed += 1
-        self.guests, self.agents, self.pending = [], [], []
+        self.guests, self.idle, self.agents, self.pending = [], [], [], []
         await asyncio.sleep(0.05)
         return {"closed": closed}
 

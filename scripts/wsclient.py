@@ -26,16 +26,22 @@ class HandshakeError(Exception):
 
 
 class WSClient(asyncio.Protocol):
-    """One WebSocket connection. Set ``on_frame`` before or after opening."""
+    """One WebSocket connection. Set ``on_frame`` before or after opening.
+
+    ``headers`` are sent with the upgrade request besides the handshake's own
+    (e.g. a browser's User-Agent).
+    """
 
     __slots__ = ("transport", "opened", "closed", "closing", "on_frame", "after_frames",
                  "on_lost", "_buffer", "_mask", "_upgraded", "_request", "tag")
 
-    def __init__(self, host: str, port: int, path: str = "/ws"):
+    def __init__(self, host: str, port: int, path: str = "/ws",
+                 headers: tuple[tuple[str, str], ...] = ()):
         key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self._request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+                         f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
         self.closed = False
@@ -159,12 +165,21 @@ def _ignore(payload: bytes) -> None:
     pass
 
 
-async def connect(host: str, port: int, path: str = "/ws", timeout: float = 30.0) -> WSClient:
-    """Open a TCP connection and upgrade it; raises on failure or after ``timeout``."""
+async def connect(host: str, port: int, path: str = "/ws", timeout: float = 30.0,
+                  headers: tuple[tuple[str, str], ...] = (),
+                  source: str | None = None) -> WSClient:
+    """Open a TCP connection and upgrade it; raises on failure or after ``timeout``.
+
+    ``headers`` go with the upgrade request; ``source`` is the local address
+    to connect from (None: the kernel's choice), so that more connections to
+    one server than the ephemeral port range holds can be spread over
+    several loopback addresses.
+    """
     loop = asyncio.get_running_loop()
-    client = WSClient(host, port, path)
+    client = WSClient(host, port, path, headers)
     transport, _ = await asyncio.wait_for(
-        loop.create_connection(lambda: client, host, port), timeout)
+        loop.create_connection(lambda: client, host, port,
+                               local_addr=(source, 0) if source else None), timeout)
     try:
         await asyncio.wait_for(asyncio.shield(client.opened), timeout)
     except BaseException:
