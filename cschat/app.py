@@ -86,7 +86,7 @@ class Server:
         self.tokens = await make_tokens(self.settings, self.store)
         self.accounts = Accounts(self.store, self.tokens, self.settings.auth)
         self.broker = MemoryBroker()
-        self.metrics = Metrics(lambda: snapshot_of(self))
+        self.metrics = Metrics(lambda: snapshot_of(self), self.settings.metrics["enabled"])
         self.chat = ChatService(self.store, self.broker, self.tokens, self.settings.chat,
                                 self.metrics, self.settings.privacy["store_ip"],
                                 mail_enabled=bool(self.settings.email["smtp_host"]))

@@ -86,10 +86,13 @@ class Metrics:
 
     Never the global default registry: several servers may run in one
     process (the tests do), and each must count only its own traffic.
-    ``snapshot`` is called at every scrape, on the event loop.
+    ``snapshot`` is called at every scrape, on the event loop. When not
+    ``enabled`` (``[metrics] enabled = false``) nothing is counted: the
+    counters would cost every frame a few lock round trips for nobody.
     """
 
-    def __init__(self, snapshot: Callable[[], Snapshot]):
+    def __init__(self, snapshot: Callable[[], Snapshot], enabled: bool = True):
+        self.enabled = enabled
         self.registry = prometheus_client.CollectorRegistry()
         registry = self.registry
         self._logins = prometheus_client.Counter(
@@ -98,10 +101,9 @@ class Metrics:
             "cschat_messages", "Chat messages stored, by sender.", ["sender"], registry=registry)
         # Every known label value is exported from the start: a series that appears only
         # with its first event makes rate() miss that event.
-        for role in ("agent", "guest"):
-            self._logins.labels(role)
-        for sender in ("guest", "agent", "system"):
-            self._messages.labels(sender)
+        self._logins_of = {role: self._logins.labels(role) for role in ("agent", "guest")}
+        self._messages_of = {sender: self._messages.labels(sender)
+                             for sender in ("guest", "agent", "system")}
         self._frames_in = prometheus_client.Counter(
             "cschat_frames_received", "WebSocket frames received.", registry=registry)
         self._frames_out = prometheus_client.Counter(
@@ -121,33 +123,41 @@ class Metrics:
 
     def login(self, role: str) -> None:
         """A WebSocket login succeeded; ``role`` is "agent" or "guest"."""
-        self._logins.labels(role).inc()
+        if self.enabled:
+            self._logins_of[role].inc()
 
     def message(self, sender: str) -> None:
         """A chat message was stored; ``sender`` is "guest", "agent" or "system"."""
-        self._messages.labels(sender).inc()
+        if self.enabled:
+            self._messages_of[sender].inc()
 
     def frame_in(self) -> None:
         """A WebSocket frame was received."""
-        self._frames_in.inc()
+        if self.enabled:
+            self._frames_in.inc()
 
     def frame_out(self) -> None:
         """A WebSocket frame was sent."""
-        self._frames_out.inc()
+        if self.enabled:
+            self._frames_out.inc()
 
     def ack_latency(self, seconds: float) -> None:
         """A send frame was acknowledged ``seconds`` after it arrived, its message committed."""
-        self._ack.observe(seconds)
+        if self.enabled:
+            self._ack.observe(seconds)
 
     def webhook_delivery(self, ok: bool) -> None:
         """One webhook delivery attempt ended, successfully or not."""
+        if not self.enabled:
+            return
         self._deliveries.inc()
         if not ok:
             self._failures.inc()
 
     def upload(self, size: int) -> None:
         """An upload of ``size`` bytes was accepted."""
-        self._upload_bytes.inc(size)
+        if self.enabled:
+            self._upload_bytes.inc(size)
 
     def render(self) -> bytes:
         """Every metric in Prometheus text format (:data:`CONTENT_TYPE`)."""
