@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from cschat import __version__
+from cschat import __version__, protocol
 from cschat.app import Server, make_tokens, open_store
 from cschat.auth import UID_MAX_LENGTH, hash_password, is_web_url
 from cschat.demo import Demo, prepare_demo, retire_demo
@@ -26,6 +26,8 @@ from cschat.settings import ConfigError, Settings, load_settings
 from cschat.store import Store, StoreError
 
 ROLES = ("agent", "admin")
+
+log = logging.getLogger("cschat")
 
 
 class CommandError(Exception):
@@ -160,8 +162,22 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         await server.stop()
-    asyncio.run(serve())
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        runner.run(serve())
     return 0
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop with the [fast] extra installed (the benchmark found it ~10 %
+    faster under load), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    found = [name for name, module in (("uvloop", uvloop), ("orjson", protocol.orjson)) if module]
+    log.info("speed-ups: %s", ", ".join(found) or
+             "none (pip install 'cschat[fast]' adds uvloop and orjson)")
+    return uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
 
 
 def _tune_garbage_collection() -> None:
