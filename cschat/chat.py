@@ -57,7 +57,7 @@ class Session:
 
 
 def _when_stored(stored: asyncio.Future, error_base: int,
-                 answer: Callable[[dict, bool], p.Encoded]) -> asyncio.Future:
+                 answer: Callable[[dict, bool], dict]) -> asyncio.Future:
     """A future of ``answer(message, created)`` once ``stored`` commits.
 
     Runs as a callback of the store's future rather than in a Task of its
@@ -76,11 +76,6 @@ def _when_stored(stored: asyncio.Future, error_base: int,
             answered.set_exception(error)
     stored.add_done_callback(committed)
     return answered
-
-
-def _encoded_info(message: dict, group_id: int) -> p.Encoded:
-    """A sent message's message_info, encoded once for its answer and its pushes."""
-    return p.Encoded(p.encode(message_info(message, group_id)))
 
 
 def _log_failure(future: asyncio.Future) -> None:
@@ -340,16 +335,16 @@ class ChatService:
 
     def _agent_sent(self, session: Session, conversation: Conversation, message: dict,
                     created: bool) -> dict:
-        info = _encoded_info(message, conversation.group_id)
-        answer = p.encoded_object({"gid": conversation.gid}, "message_info", info)
+        info = message_info(message, conversation.group_id)
         if created:
             self.metrics.message("agent")
             self.broker.publish(guest_channel(conversation.gid),
-                                p.push(p.PUSH_AGENT_MESSAGE,
-                                       p.encoded_object({}, "message_info", info)))
+                                p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}))
             self.broker.publish(agent_channel(session.admin_id),
-                                p.push(p.PUSH_OWN_MESSAGE, answer), exclude=session.subscriber)
-        return answer
+                                p.push(p.PUSH_OWN_MESSAGE,
+                                       {"gid": conversation.gid, "message_info": info}),
+                                exclude=session.subscriber)
+        return {"gid": conversation.gid, "message_info": info}
 
     async def transfer(self, session: Session, params: dict) -> dict:
         """32400: hand my guest to another online agent of my group."""
@@ -610,9 +605,8 @@ class ChatService:
         return conversation
 
     def _guest_sent(self, session: Session, conversation: Conversation, message: dict,
-                    created: bool, auto_reply: bool = True) -> p.Encoded:
-        info = _encoded_info(message, session.group_id)
-        answer = p.encoded_object({}, "message_info", info)
+                    created: bool, auto_reply: bool = True) -> dict:
+        info = message_info(message, session.group_id)
         if not conversation.engaged and self.routing.conversations.get(session.gid) is \
                 conversation:
             self.routing.engage(conversation)
@@ -622,15 +616,15 @@ class ChatService:
                 self.reception.after_first_message(conversation)
             agent = self.routing.assigned_agent(session.gid)
             if agent is not None:
-                self.broker.publish(agent_channel(agent.admin_id), p.push(
-                    p.PUSH_GUEST_MESSAGE, p.encoded_object(
-                        {"gid": session.gid, "group_id": session.group_id}, "message_info", info)))
+                self.broker.publish(agent_channel(agent.admin_id), p.push(p.PUSH_GUEST_MESSAGE,
+                    {"gid": session.gid, "group_id": session.group_id, "message_info": info}))
             elif conversation.queued_at is not None and not conversation.queue_notified:
                 self._publish_queue_position(conversation)
             # The guest's other tabs see their own message as the agent's tabs do (32398).
-            self.broker.publish(guest_channel(session.gid), p.push(p.PUSH_AGENT_MESSAGE, answer),
+            self.broker.publish(guest_channel(session.gid),
+                                p.push(p.PUSH_AGENT_MESSAGE, {"message_info": info}),
                                 exclude=session.subscriber)
-        return answer
+        return {"message_info": info}
 
     async def guest_typing(self, session: Session, params: dict) -> dict:
         """22600: tell my agent I am typing."""

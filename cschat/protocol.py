@@ -94,22 +94,11 @@ class ApiError(Exception):
         self.message = message
 
 
-class Encoded(str):
-    """The JSON text of an object, encoded once: a frame whose ``data`` is one is
-    encoded around it, so a message sent in an acknowledgement and in pushes is
-    encoded (and checked) a single time."""
-
-
 def encode(frame: dict) -> str:
     """The JSON text of ``frame``; raises ValueError for NaN, Infinity or a lone surrogate
     (with orjson, NaN and Infinity are written as null: no value cschat decodes or reads
     back from its database can hold them).
-
-    ``frame["data"]`` may be :class:`Encoded`: it is put in as it is.
     """
-    if isinstance(frame, dict) and type(frame.get("data")) is Encoded:
-        return _with_member({k: v for k, v in frame.items() if k != "data"}, "data",
-                            frame["data"])
     if orjson is not None:
         try:
             return orjson.dumps(frame).decode()
@@ -123,18 +112,6 @@ def encode(frame: dict) -> str:
 
 # One encoder for every frame: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def encoded_object(fields: dict, key: str, value: Encoded) -> Encoded:
-    """``fields`` and then ``key`` set to the already encoded ``value``, encoded."""
-    return Encoded(_with_member(fields, key, value))
-
-
-def _with_member(fields: dict, key: str, value: Encoded) -> str:
-    """The object ``fields`` encoded, with the member ``key: value`` added last."""
-    if not fields:
-        return f'{{"{key}":{value}}}'
-    return f'{encode(fields)[:-1]},"{key}":{value}}}'
 
 
 class BadNumber(ValueError):
