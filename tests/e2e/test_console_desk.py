@@ -11,6 +11,7 @@ import re
 import pytest
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from conftest import write_config  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 from .pages import Console, Desk, Settings, Widget  # noqa: E402
@@ -167,6 +168,19 @@ def test_search_finds_a_word_inside_chinese_text_and_opens_the_message(demo, new
     expect(bob_desk.results).to_contain_text("Nothing found for “nothing-like-this”.")
     bob_desk.search.press("Escape")
     expect(bob_desk.results).to_be_hidden()
+
+
+def test_search_says_when_the_server_keeps_no_message_index(demo, new_page):
+    # PROTOCOL §3 32810, [privacy] search_index = false: only visitors' names are searched,
+    # and the console says so rather than that nothing was found
+    demo.config = write_config(demo.folder, {"server": {"port": demo.port, "host": "127.0.0.1"},
+                                             "privacy": {"search_index": False}})
+    demo.restart()
+    alice, visitor, gid = chat(demo, new_page)
+    visitor.send("I want a refund")
+    desk = Desk(alice)
+    desk.search.fill("refund")
+    expect(desk.results).to_contain_text("Message search is off on this server.")
 
 
 def test_canned_replies_from_settings_are_inserted_with_slash_and_the_keyboard(demo, new_page):
