@@ -98,7 +98,10 @@ class OutboxQueries:
             now = now_ms()
             due = rows(conn.execute(
                 "SELECT o.id, o.target_id, o.ordering_key, o.event, o.payload, o.created_at, "
-                "o.attempts FROM outbox o WHERE o.state = 'pending' AND o.kind = ? "
+                # Oldest first, stopping at `limit`: by the due time instead, SQLite read
+                # and sorted the whole backlog each round (150 000 rows at 1000 msg/s).
+                "o.attempts FROM outbox o INDEXED BY outbox_pending_by_id "
+                "WHERE o.state = 'pending' AND o.kind = ? "
                 "AND o.next_attempt_at <= ? "
                 "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' "
                 "AND p.kind = o.kind AND p.target_id = o.target_id "

@@ -280,6 +280,11 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         # The shop was mailed that this conversation waited too long.
         """ALTER TABLE conversations ADD COLUMN queue_alerted INTEGER NOT NULL DEFAULT 0""",
     ],
+    [
+        # The outbox's pending rows, oldest first: what is due is read in this order and
+        # the reading stops at a round's worth, however long the backlog.
+        """CREATE INDEX outbox_pending_by_id ON outbox (kind, id) WHERE state = 'pending'""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
