@@ -18,11 +18,12 @@ from conftest import Client, assert_error, mount_tmpfs, unmount
 
 def fill(path) -> None:
     """Write zeros to ``path`` until its disk is full."""
-    with open(path, "wb") as handle:
+    # Unbuffered: a buffered file would still hold what did not fit when it closes,
+    # and fail again there.
+    with open(path, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
 
