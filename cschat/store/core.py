@@ -18,13 +18,14 @@ number of statements for the cost of one hop between threads (~100 µs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import aiosqlite
@@ -80,20 +81,18 @@ def _run_units(conn: sqlite3.Connection, units: list[Callable]) -> list[tuple[bo
     unit (a unit is a function of the database alone, so it does the same
     again). That saves two statements per unit on the busiest path.
     """
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        try:
-            outcomes = [(True, unit(conn)) for unit in units]
-        except Exception:  # noqa: BLE001 - the units run again one by one just below
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            return _run_units_apart(conn, units)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes
+        with _transaction(conn):
+            try:
+                return [(True, unit(conn)) for unit in units]
+            except Exception as error:  # noqa: BLE001 - they run again one by one below
+                raise _RunApart from error
+    except _RunApart:
+        return _run_units_apart(conn, units)
+
+
+class _RunApart(Exception):
+    """A unit raised in a batch run back to back."""
 
 
 def _run_units_apart(conn: sqlite3.Connection, units: list[Callable]
@@ -101,8 +100,7 @@ def _run_units_apart(conn: sqlite3.Connection, units: list[Callable]
     """:func:`_run_units` with a savepoint per unit, so that one that raises is rolled
     back alone."""
     outcomes: list[tuple[bool, Any]] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         for unit in units:
             conn.execute("SAVEPOINT unit")
             try:
@@ -111,12 +109,20 @@ def _run_units_apart(conn: sqlite3.Connection, units: list[Callable]
                 conn.execute("ROLLBACK TO unit")
                 outcomes.append((False, _as_unavailable(error)))
             conn.execute("RELEASE unit")
+    return outcomes
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back when anything raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return outcomes
 
 
 # SQLite's primary result codes that say "not now" rather than "never".
