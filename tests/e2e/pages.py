@@ -495,3 +495,13 @@ class WidgetReception:
     def alert(self) -> Locator:
         """The error line of the card shown (role alert)."""
         return self.frame.locator(".rx-card [role=alert]:visible")
+
+
+def chat(demo, new_page) -> tuple[Console, Widget, int]:
+    """Alice signed in; a visitor on the demo page with the widget open, assigned to her:
+    ``(alice, visitor, gid)``."""
+    alice = Console(new_page(), demo, "alice").sign_in("Alice")
+    visitor = Widget(new_page(), demo)
+    visitor.open()
+    visitor.wait_agent("Alice")
+    return alice, visitor, alice.only_conversation()

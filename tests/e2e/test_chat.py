@@ -12,19 +12,9 @@ from PIL import Image
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from .pages import READ, SENT, Console, Widget  # noqa: E402
+from .pages import READ, SENT, Console, chat  # noqa: E402
 
 SENDING = "Sending…"
-
-
-def chat(demo, new_page) -> tuple[Console, Widget, int]:
-    """Alice signed in; a visitor on the demo page with the widget open, assigned to her.
-    Returns ``(alice, visitor, gid)``."""
-    alice = Console(new_page(), demo, "alice").sign_in("Alice")
-    visitor = Widget(new_page(), demo)
-    visitor.open()
-    visitor.wait_agent("Alice")
-    return alice, visitor, alice.only_conversation()
 
 
 def test_visitor_writes_agent_answers_with_unread_badge_and_read_ticks(demo, new_page,

@@ -12,8 +12,8 @@ from PIL import Image
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from .pages import Desk  # noqa: E402
-from .test_console_desk import agent_sends, chat  # noqa: E402
+from .pages import Desk, chat  # noqa: E402
+from .test_console_desk import agent_sends  # noqa: E402
 
 
 def test_a_reply_scrolls_into_view_at_the_bottom_else_a_pill_appears(demo, new_page):

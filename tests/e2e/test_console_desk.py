@@ -14,17 +14,7 @@ pytest.importorskip("playwright.sync_api", reason="the playwright package is not
 from conftest import write_config  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-from .pages import Console, Desk, Settings, Widget  # noqa: E402
-
-
-def chat(demo, new_page) -> tuple[Console, Widget, int]:
-    """Alice signed in; a visitor on the demo page with the widget open, assigned to her."""
-    alice = Console(new_page(), demo, "alice").sign_in("Alice")
-    visitor = Widget(new_page(), demo)
-    visitor.open()
-    visitor.wait_agent("Alice")
-    return alice, visitor, alice.only_conversation()
-
+from .pages import Console, Desk, Settings, chat  # noqa: E402
 
 # In a console's page: connect(callType, loginKey, token) → {call(api_key, params), close,
 # login} — one more WebSocket connection, logged in (PROTOCOL §1, R3).

@@ -18,17 +18,8 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from .pages import Console, Desk, Hours, Settings, Widget, guest_calls, leave_shop  # noqa: E402
+from .pages import Console, Desk, Hours, Settings, Widget, chat, guest_calls, leave_shop  # noqa: E402
 from .test_admin import admin_api  # noqa: E402
-
-
-def chat(demo, new_page) -> tuple[Console, Widget, int]:
-    """Alice signed in; a visitor on the demo page with the widget open, assigned to her."""
-    alice = Console(new_page(), demo, "alice").sign_in("Alice")
-    visitor = Widget(new_page(), demo)
-    visitor.open()
-    visitor.wait_agent("Alice")
-    return alice, visitor, alice.only_conversation()
 
 
 def group_of_alice(demo) -> int:

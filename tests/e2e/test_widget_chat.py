@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from .pages import SENT, Console, Widget, agent_calls  # noqa: E402
+from .pages import SENT, Console, Widget, agent_calls, chat  # noqa: E402
 
 SENDING = "Sending…"
 RECONNECTING = "Connection lost, reconnecting…"
@@ -32,15 +32,6 @@ if (window.AudioContext) {
   };
 }
 """
-
-
-def chat(demo, new_page) -> tuple[Console, Widget, int]:
-    """Alice signed in; a visitor on the demo page with the widget open, assigned to her."""
-    alice = Console(new_page(), demo, "alice").sign_in("Alice")
-    visitor = Widget(new_page(), demo)
-    visitor.open()
-    visitor.wait_agent("Alice")
-    return alice, visitor, alice.only_conversation()
 
 
 def say(alice: Console, gid: int, *texts: str) -> None:

@@ -15,7 +15,7 @@ from conftest import write_config  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 from .conftest import DemoServer  # noqa: E402
-from .pages import READ, SENT, Console, Widget, agent_calls  # noqa: E402
+from .pages import READ, SENT, Widget, agent_calls, chat  # noqa: E402
 
 # WCAG 2.x contrast of an element's text against the background it is drawn on (the
 # first ancestor with an opaque background colour).
@@ -29,14 +29,6 @@ CONTRAST = """e => {
   const b = lum(rgb(getComputedStyle(bg || document.body).backgroundColor));
   return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
 }"""
-
-
-def chat(demo, new_page) -> tuple[Console, Widget, int]:
-    alice = Console(new_page(), demo, "alice").sign_in("Alice")
-    visitor = Widget(new_page(), demo)
-    visitor.open()
-    visitor.wait_agent("Alice")
-    return alice, visitor, alice.only_conversation()
 
 
 def test_the_emoji_picker_inserts_at_the_caret_with_the_keyboard(demo, new_page):
