@@ -206,7 +206,7 @@ class Server:
         await self.chat.stop()
         await self.webhooks.stop()
         await self.mail.stop()
-        self._webhook_sender.close()
+        await self._webhook_sender.close()
         self.accounts.close()
         if self._http is not None:
             await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_SECONDS)

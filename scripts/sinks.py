@@ -56,7 +56,7 @@ class WebhookReceiver(asyncio.Protocol):
             close = headers.get("connection", "").lower() == "close"
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
                                  + (b"Connection: close\r\n\r\n" if close else b"\r\n"))
-            if close:   # Tornado's simple HTTP client asks for this on every request
+            if close:
                 self.transport.close()
                 return
 

@@ -23,12 +23,15 @@ QUICK_RETRIES = {"first_retry": 1, "max_retry_interval": 1}
 
 
 class Receiver:
-    """A shop's endpoint: records every request; answers with the statuses queued in
-    ``answers`` (then 200), or holds a request unanswered while ``hold`` is set."""
+    """A shop's endpoint: records every request (with the client's port, which tells its
+    connections apart); answers with the statuses queued in ``answers`` (then 200) and
+    the body ``answer_body``, or holds a request unanswered while ``hold`` is set. It
+    closes a connection idle for ``idle_timeout`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_timeout: float | None = None) -> None:
         self.requests: list[dict] = []
         self.answers: list[int] = []
+        self.answer_body = b""
         self.hold = False
         self.arrived = asyncio.Event()
         receiver = self
@@ -36,15 +39,19 @@ class Receiver:
         class Hook(tornado.web.RequestHandler):
             async def post(self) -> None:
                 receiver.requests.append({"headers": dict(self.request.headers),
+                                          "port": self.request.connection.stream.socket
+                                          .getpeername()[1],
                                           "raw": self.request.body,
                                           "body": json.loads(self.request.body)})
                 receiver.arrived.set()
                 while receiver.hold:
                     await asyncio.sleep(0.05)
                 self.set_status(receiver.answers.pop(0) if receiver.answers else 200)
+                self.write(receiver.answer_body)
 
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        self.server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/hook", Hook)]))
+        self.server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/hook", Hook)]),
+                                                    idle_connection_timeout=idle_timeout)
         self.server.add_sockets(sockets)
         self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/hook"
 
@@ -174,6 +181,44 @@ async def test_one_conversation_failing_does_not_hold_up_another(make_server, re
     await second.ok(22300, msg="flows")
     bodies = await receiver.wait_for(2)
     assert bodies[1]["data"]["message"]["msg"] == "flows"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_deliveries_keep_their_connection_until_the_receiver_closes_it(make_server):
+    # PROTOCOL §11: deliveries to a receiver reuse a kept-alive connection; one the
+    # receiver closed while idle is not used again, so the next event still goes out at
+    # its first attempt
+    receiver = Receiver(idle_timeout=0.5)
+    try:
+        h, group, _, _ = await webhook_server(make_server, receiver, ["message.created"])
+        guest = await h.guest_client("u1", group)
+        for n in range(3):
+            await guest.ok(22300, msg=f"m{n}")
+        await receiver.wait_for(3)
+        assert len({request["port"] for request in receiver.requests}) == 1
+        await asyncio.sleep(1.0)  # the receiver closes the idle connection
+        await guest.ok(22300, msg="m3")
+        await receiver.wait_for(4)
+        assert receiver.requests[3]["port"] != receiver.requests[0]["port"]
+        await asyncio.sleep(0.1)
+        assert h.db("SELECT state, attempts FROM outbox") == [("delivered", 1)] * 4
+    finally:
+        receiver.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_long_answer_is_not_read_and_its_connection_not_reused(make_server, receiver):
+    # PROTOCOL §11: only the status of the answer counts; a body longer than 64 KiB is left
+    # unread and its connection closed
+    receiver.answer_body = b"x" * (200 * 1024)
+    h, group, _, _ = await webhook_server(make_server, receiver, ["message.created"])
+    guest = await h.guest_client("u1", group)
+    for n in range(2):
+        await guest.ok(22300, msg=f"m{n}")
+    await receiver.wait_for(2)
+    assert receiver.requests[0]["port"] != receiver.requests[1]["port"]
+    await asyncio.sleep(0.1)
+    assert h.db("SELECT state, attempts FROM outbox") == [("delivered", 1)] * 2
 
 
 @pytest.mark.gen_test(timeout=20)

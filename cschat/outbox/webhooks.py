@@ -1,16 +1,24 @@
-"""Webhook deliveries (docs/protocol.md §11): a signed POST with Tornado's HTTP client."""
+"""Webhook deliveries (docs/protocol.md §11): a signed POST over kept-alive connections."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
-import tornado.httpclient
+import aiohttp
 
 from cschat import __version__
 from cschat.outbox.worker import Attempt, OutboxWorker, RetryPolicy
 from cschat.store import Store
 from cschat.store.outbox import WEBHOOK
+
+# An idle connection to a receiver is closed after this long: shorter than the idle
+# timeouts servers commonly use (Node's 5 s), so that cschat is the side that closes it
+# and a POST never goes out on a connection the receiver is closing at the same moment.
+KEEPALIVE_SECONDS = 4
+# An answer's body is read (so that its connection can carry the next POST) only up to
+# this size; a longer one is left unread and its connection closed.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -19,37 +27,42 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class WebhookSender:
-    """Sends one outbox row to its webhook. End with :meth:`close`."""
+    """Sends one outbox row to its webhook, keeping connections to receivers open between
+    deliveries (a busy shop's events reuse them). Create and use it on the running event
+    loop; end with :meth:`close`."""
 
     def __init__(self, timeout: int, concurrency: int):
-        self.timeout = timeout
-        self._client = tornado.httpclient.AsyncHTTPClient(force_instance=True,
-                                                          max_clients=concurrency)
+        # No proxy from the environment (trust_env is off), cookies never kept.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency,
+                                           keepalive_timeout=KEEPALIVE_SECONDS),
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": f"cschat/{__version__}"})
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        await self._session.close()
 
     async def deliver(self, row: dict, webhooks: dict) -> Attempt:
         webhook = webhooks.get(row["target_id"])
         if webhook is None:  # deleted since the row was read: nothing to send it to
             return Attempt(False, None, "the webhook was deleted")
         body = row["payload"].encode()
-        request = tornado.httpclient.HTTPRequest(
-            webhook["url"], method="POST", body=body, follow_redirects=False,
-            connect_timeout=self.timeout, request_timeout=self.timeout,
-            user_agent=f"cschat/{__version__}",
-            headers={"Content-Type": "application/json", "X-Cschat-Event": row["event"],
-                     "X-Cschat-Delivery": str(row["id"]),
-                     "X-Cschat-Signature": signature(webhook["secret"], body)})
+        headers = {"Content-Type": "application/json", "X-Cschat-Event": row["event"],
+                   "X-Cschat-Delivery": str(row["id"]),
+                   "X-Cschat-Signature": signature(webhook["secret"], body)}
         try:
-            response = await self._client.fetch(request, raise_error=False)
-        except Exception as error:  # noqa: BLE001 - a bad address, refused TLS, ...
+            async with self._session.post(webhook["url"], data=body, headers=headers,
+                                          allow_redirects=False) as response:
+                if (response.content_length or 0) <= MAX_ANSWER_BYTES:
+                    await response.read()
+        except TimeoutError:
+            return Attempt(False, None, "no answer within the timeout")
+        except Exception as error:  # noqa: BLE001 - a bad address, refused TLS, a reset, ...
             return Attempt(False, None, f"{type(error).__name__}: {error}")
-        if 200 <= response.code < 300:
-            return Attempt(True, response.code)
-        if response.code == 599:  # no answer: Tornado's code for a connection failure
-            return Attempt(False, None, str(response.error))
-        return Attempt(False, response.code, f"HTTP {response.code} {response.reason}")
+        if 200 <= response.status < 300:
+            return Attempt(True, response.status)
+        return Attempt(False, response.status, f"HTTP {response.status} {response.reason}")
 
 
 def webhook_worker(store: Store, settings: dict, on_attempt) -> tuple[OutboxWorker,
