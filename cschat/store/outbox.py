@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 from typing import Any
 
+from cschat.protocol import encode
 from cschat.store.directory import Actor, write_audit
 from cschat.store.errors import NotFound
 from cschat.store.util import now_ms, one, rows
@@ -28,8 +29,10 @@ def emit(conn: sqlite3.Connection, event: str, ordering_key: Any, data: dict) ->
     if not targets:
         return
     now = now_ms()
-    payload = json.dumps({"id": secrets.token_hex(12), "event": event, "created_at": now,
-                          "data": data}, ensure_ascii=False, separators=(",", ":"))
+    # The frames' encoder: with orjson it takes a tenth of json.dumps's time, and this
+    # runs in the writer for every message while a webhook wants message.created.
+    payload = encode({"id": secrets.token_hex(12), "event": event, "created_at": now,
+                      "data": data})
     conn.executemany(
         "INSERT INTO outbox (kind, target_id, ordering_key, event, payload, created_at, "
         "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
