@@ -221,48 +221,6 @@ async def test_a_long_answer_is_not_read_and_its_connection_not_reused(make_serv
     assert h.db("SELECT state, attempts FROM outbox") == [("delivered", 1)] * 2
 
 
-class LoopHog:
-    """Keeps the event loop busy, as a saturating chat does: every turn of the loop spends
-    ``seconds`` computing, until :meth:`stop`."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.running = seconds, True
-        asyncio.get_running_loop().call_soon(self._spin)
-
-    def _spin(self) -> None:
-        if self.running:
-            end = time.monotonic() + self.seconds
-            while time.monotonic() < end:
-                pass
-            asyncio.get_running_loop().call_soon(self._spin)
-
-    def stop(self) -> None:
-        self.running = False
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_deliveries_slow_down_while_the_event_loop_is_busy(make_server, receiver):
-    # PROTOCOL §11: deliveries are never on the chat path: while the chat keeps the event
-    # loop busy (every turn of it longer than 5 ms) the outbox takes a round every 0.25 s,
-    # and catches up once the loop is free again
-    h, group, _, _ = await webhook_server(make_server, receiver, ["message.created"])
-    guest = await h.guest_client("u1", group)
-    receiver.hold = True
-    for n in range(30):
-        await guest.ok(22300, msg=f"m{n}")
-    await receiver.wait_for(1)
-    hog = LoopHog(0.008)
-    try:
-        receiver.hold = False
-        await asyncio.sleep(1.5)
-        # One conversation's events go one at a time: unpaced, about one per 80 ms here.
-        assert len(receiver.requests) == 1, "no round while every turn is busy"
-    finally:
-        hog.stop()
-    bodies = await receiver.wait_for(30)
-    assert [b["data"]["message"]["msg"] for b in bodies] == [f"m{n}" for n in range(30)]
-
-
 @pytest.mark.gen_test(timeout=20)
 async def test_transfer_and_release_events(make_server, receiver):
     # PROTOCOL §11: conversation.transferred names both agents; a conversation released

@@ -1,11 +1,9 @@
 """The outbox worker: delivers what the store's outbox holds, retrying with backoff.
 
 It runs beside the chat, never on its path: a commit that wrote outbox rows
-only wakes it, and while the chat keeps the event loop busy it waits for a
-quiet moment (its backlog waits, the chat does not). A row
-stays pending until the result of an attempt is committed, so a crash or a
-restart sends it again (at least once); rows of one target and ordering key
-go one at a time, oldest first.
+only wakes it. A row stays pending until the result of an attempt is
+committed, so a crash or a restart sends it again (at least once); rows of
+one target and ordering key go one at a time, oldest first.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 
 from cschat.logs import ThrottledLog
@@ -26,14 +23,6 @@ PRUNE_SECONDS = 3600
 IDLE_SECONDS = 60  # looks again at least this often, whatever it was told
 ERROR_PAUSE_SECONDS = 1.0
 MAX_ERROR_LENGTH = 500
-# The event loop counts as busy when one turn of it takes longer than this: the chat is
-# using the whole core (at 1000 messages a second a turn takes about 1 ms here). Then a
-# round waits, looking again every BUSY_PAUSE_SECONDS, for a quiet turn (for at most
-# MAX_BUSY_PAUSES of them): deliveries fill the time the chat leaves, instead of taking
-# a third of the core from it, and catch up when it quietens.
-BUSY_TURN_SECONDS = 0.005
-BUSY_PAUSE_SECONDS = 0.25
-MAX_BUSY_PAUSES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +92,6 @@ class OutboxWorker:
 
     async def _run(self) -> None:
         while True:
-            await _quiet_loop()
             try:
                 wait = await self._round()
             except Exception as error:  # noqa: BLE001 - a failing disk: try again shortly
@@ -150,19 +138,3 @@ class OutboxWorker:
         except Exception as error:  # noqa: BLE001 - recorded on the row, and logged
             log.exception("outbox row %d cannot be delivered", row["id"])
             return Attempt(False, None, f"{type(error).__name__}: {error}", permanent=True)
-
-
-async def _quiet_loop() -> None:
-    """Return once a turn of the event loop was quick, or after MAX_BUSY_PAUSES pauses."""
-    for _ in range(MAX_BUSY_PAUSES):
-        if await _loop_turn() <= BUSY_TURN_SECONDS:
-            return
-        await asyncio.sleep(BUSY_PAUSE_SECONDS)
-
-
-async def _loop_turn() -> float:
-    """Seconds until the event loop comes back to this coroutine after it yields: how long
-    the other work that was ready to run took."""
-    start = time.monotonic()
-    await asyncio.sleep(0)
-    return time.monotonic() - start
