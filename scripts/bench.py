@@ -962,7 +962,8 @@ class Bench:
             skipped["mail"] = "aiosmtpd cannot be imported: there is no SMTP server to mail to"
         # What each configuration turns on, less what cannot run here ("all" runs without it).
         features = {name: tuple(f for f in on if f not in skipped)
-                    for name, on in CONFIGURATIONS.items() if name not in skipped}
+                    for name, on in CONFIGURATIONS.items()
+                    if name not in skipped and name in args.configurations}
         names = list(features)
 
         def one_round(number: int) -> dict:
@@ -1659,6 +1660,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also run the features phase: the throughput and latency loads "
                              f"with each of {', '.join(CONFIGURATIONS)} (every feature off, "
                              "each one on, all on), priced against plain")
+    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS), metavar="LIST",
+                        help="features: the comma list of configurations to run (plain is "
+                             "always run: the others are priced against it); fewer make more "
+                             "rounds affordable (default all)")
     parser.add_argument("--relay-spread", type=float, default=10.0, metavar="PCT",
                         help="list it as a problem when the relay's own throughput moved more "
                              "than PCT %% between rounds, max/min - 1 (default 10)")
@@ -1696,6 +1701,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if args.features and "features" not in args.phases:
         args.phases.append("features")
+    configurations = {c.strip() for c in args.configurations.split(",") if c.strip()}
+    if configurations - set(CONFIGURATIONS):
+        parser.error(f"unknown configuration(s) {', '.join(configurations - set(CONFIGURATIONS))}"
+                     f"; known: {', '.join(CONFIGURATIONS)}")
+    args.configurations = [c for c in CONFIGURATIONS if c in configurations | {"plain"}]
     known = PHASES + EXTRA_PHASES
     unknown = [p for p in args.phases if p not in known]
     if unknown:

@@ -141,6 +141,15 @@ def test_quick_bench_prices_features_and_scale(tmp_path):
     assert "scale: latency p50 / p99 / p99.9 / max (ms)" in stdout
 
 
+def test_configurations_keep_plain_and_their_order_and_reject_unknown_names(capsys):
+    import bench
+    assert bench.parse_args(["--configurations", "webhooks,search"]).configurations == [
+        "plain", "search", "webhooks"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--configurations", "webhook"])
+    assert "unknown configuration(s) webhook" in capsys.readouterr().err
+
+
 def test_t_quantiles():
     assert benchstats.t975(1) == 12.706
     assert benchstats.t975(30) == 2.042
