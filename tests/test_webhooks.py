@@ -32,6 +32,7 @@ class Receiver:
         self.requests: list[dict] = []
         self.answers: list[int] = []
         self.answer_body = b""
+        self.chunked = False
         self.hold = False
         self.arrived = asyncio.Event()
         receiver = self
@@ -48,6 +49,8 @@ class Receiver:
                     await asyncio.sleep(0.05)
                 self.set_status(receiver.answers.pop(0) if receiver.answers else 200)
                 self.write(receiver.answer_body)
+                if receiver.chunked:  # sent before it ends: no Content-Length
+                    await self.flush()
 
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
         self.server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/hook", Hook)]),
@@ -207,10 +210,12 @@ async def test_deliveries_keep_their_connection_until_the_receiver_closes_it(mak
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_long_answer_is_not_read_and_its_connection_not_reused(make_server, receiver):
-    # PROTOCOL §11: only the status of the answer counts; a body longer than 64 KiB is left
-    # unread and its connection closed
-    receiver.answer_body = b"x" * (200 * 1024)
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_long_or_unsized_answer_is_not_read_and_its_connection_not_reused(
+        make_server, receiver, chunked):
+    # PROTOCOL §11: only the status of the answer counts; a body longer than 64 KiB, or of
+    # no stated length, is left unread and its connection closed
+    receiver.answer_body, receiver.chunked = b"x" * (200 * 1024), chunked
     h, group, _, _ = await webhook_server(make_server, receiver, ["message.created"])
     guest = await h.guest_client("u1", group)
     for n in range(2):

@@ -16,8 +16,9 @@ from cschat.store.outbox import WEBHOOK
 # timeouts servers commonly use (Node's 5 s), so that cschat is the side that closes it
 # and a POST never goes out on a connection the receiver is closing at the same moment.
 KEEPALIVE_SECONDS = 4
-# An answer's body is read (so that its connection can carry the next POST) only up to
-# this size; a longer one is left unread and its connection closed.
+# An answer's body is read (so that its connection can carry the next POST) only when its
+# length is given and at most this; any other is left unread (never buffered whole), and
+# its connection closed unless the body had already arrived.
 MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -54,7 +55,8 @@ class WebhookSender:
         try:
             async with self._session.post(webhook["url"], data=body, headers=headers,
                                           allow_redirects=False) as response:
-                if (response.content_length or 0) <= MAX_ANSWER_BYTES:
+                if response.content_length is not None \
+                        and response.content_length <= MAX_ANSWER_BYTES:
                     await response.read()
         except TimeoutError:
             return Attempt(False, None, "no answer within the timeout")
