@@ -428,6 +428,8 @@ async function refreshList() {
   } catch (e) {
     return;
   }
+  // The answer may predate my reading of the open conversation: its unread count is stale.
+  chat.markRead();
   if (chat.gid != null) {
     if (list.has(chat.gid)) chat.setWritable();
     else if (!chat.readOnly) chat.setReadOnly(t("chat.notMine"));
@@ -480,6 +482,7 @@ function onLogin(data) {
 }
 
 async function onReconnected() {
+  tags.forget();
   await refreshList();
   marksSoon();
   chat.catchUp();
@@ -600,6 +603,7 @@ function signOut(message) {
   visitor.clear();
   blocked.clear();
   tagsSeen.clear();
+  tags.forget();
   clearTimeout(marksTimer);
   clearMarks();
   hideToast();

@@ -28,7 +28,12 @@ export class TagBar {
     this.app = app;
     this.tags = [];
     this.conversationId = null;
+    this.gid = null; // the visitor whose tags are shown
     this.busy = false;
+    // conversation_id -> tags from a 32840 answer or a 32841 push: newer than any answer to
+    // a request sent before them, which must not show the tags of before (forget() on a
+    // reconnection, when pushes may have been missed).
+    this.latest = new Map();
     this.dom = {
       bar: $("chat-tags"), list: $("tag-list"), add: $("tag-add-btn"), form: $("tag-form"),
       input: $("tag-input"), cancel: $("tag-cancel"), error: $("tags-error"),
@@ -54,9 +59,14 @@ export class TagBar {
 
   /** Show the tags of a conversation (null: the visitor has no conversation yet). */
   show(conversationId, tags) {
-    const changed = conversationId !== this.conversationId;
-    this.conversationId = conversationId == null ? null : Number(conversationId);
-    this.tags = [...(tags || [])];
+    const id = conversationId == null ? null : Number(conversationId);
+    // Another visitor, or another of its conversations: close what was being typed. Not
+    // when the open conversation's id is only learned now (it loads after the click).
+    const gid = this.app.gid();
+    const changed = gid !== this.gid || (this.conversationId != null && id !== this.conversationId);
+    this.gid = gid;
+    this.conversationId = id;
+    this.tags = [...(this.latest.get(this.conversationId) || tags || [])];
     if (changed) {
       this._closeForm(false);
       this._error("");
@@ -66,9 +76,15 @@ export class TagBar {
 
   /** Push 32841, or the answer to my change. */
   update(conversationId, tags) {
+    this.latest.set(Number(conversationId), [...(tags || [])]);
     if (this.conversationId == null || Number(conversationId) !== this.conversationId) return;
     this.tags = [...(tags || [])];
     this.render();
+  }
+
+  /** Pushes may have been missed (reconnected, signed out): fetched tags are the newest. */
+  forget() {
+    this.latest.clear();
   }
 
   render() {
@@ -124,6 +140,7 @@ export class TagBar {
       const data = await this.app.client.request(32840, { conversation_id: cid, ...params });
       this.conversationId = Number(data.conversation_id ?? cid);
       this.tags = [...(data.tags || [])];
+      this.latest.set(this.conversationId, [...this.tags]);
       this.render();
       this.app.onTags(this.conversationId, this.app.gid(), this.tags);
       this._error("");
