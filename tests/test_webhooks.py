@@ -259,6 +259,28 @@ async def test_no_webhook_means_no_outbox_rows(make_server):
     assert h.db("SELECT guest_messages FROM conversations") == [(1,)]
 
 
+@pytest.mark.gen_test(timeout=20)
+async def test_events_follow_webhooks_added_and_deleted_while_running(make_server, receiver):
+    # PROTOCOL §11: a webhook gets the events that happen after it was added, and none
+    # after it was deleted (the server keeps which events are wanted in memory)
+    h = await make_server()
+    group = await h.group()
+    admin = await h.agent(group, "Alice", role="admin")
+    token = h.server.tokens.mint_agent(admin)
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="before any webhook")
+    webhook = await add_webhook(h, token, receiver.url, ["message.created"])
+    await guest.ok(22300, msg="while it is there")
+    assert [body["data"]["message"]["msg"] for body in await receiver.wait_for(1)] == \
+        ["while it is there"]
+    code, _ = await http(h.url, "DELETE", f"/api/admin/webhooks/{webhook['id']}", None,
+                         {"Authorization": f"Bearer {token}"})
+    assert code == 200
+    await guest.ok(22300, msg="after it was deleted")
+    assert h.db("SELECT payload FROM outbox") == []
+    assert h.db("SELECT COUNT(*) FROM messages WHERE sender = 'guest'") == [(3,)]
+
+
 @pytest.mark.gen_test(timeout=40)
 async def test_an_unconfirmed_delivery_is_sent_again_after_sigkill(tmp_path, receiver):
     # PROTOCOL §11: at least once: a delivery under way when the process is killed was never

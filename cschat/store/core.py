@@ -123,6 +123,10 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        if conn.cache_changed:
+            conn.cache.clear()
+            conn.cache_changed = False
 
 
 # SQLite's primary result codes that say "not now" rather than "never".
@@ -164,6 +168,16 @@ class _Connection(sqlite3.Connection):
     # Set by a unit (on the writer's thread) that queued outbox rows; read and reset by
     # the loop once the batch has committed, to wake the outbox worker.
     wrote_outbox = False
+    # Set by a unit that changed a table units keep in ``cache``: the cache is dropped
+    # when the transaction ends, committed or rolled back, so that it never holds what a
+    # rolled-back unit wrote.
+    cache_changed = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What units read often from tables that rarely change (the webhooks each event
+        # goes to): on the writer, where every change to them is made.
+        self.cache: dict = {}
 
 
 class Store(DirectoryQueries, DeskQueries, ReceptionQueries, MailQueries, OutboxQueries,
