@@ -114,7 +114,7 @@ class Counters:
     """What one worker counted during one load run (shared by its connections)."""
 
     __slots__ = ("sending", "sent", "acks", "errors", "pushes", "first_error", "record_from",
-                 "record_to", "samples")
+                 "record_to", "samples", "last_ack_at", "last_push_at")
 
     def __init__(self) -> None:
         self.sending = False
@@ -122,10 +122,15 @@ class Counters:
         self.first_error: str | None = None
         self.record_from = self.record_to = 0
         self.samples = array.array("q")
+        # When the last acknowledgement and the last push arrived (monotonic seconds): the
+        # closed loop answers in bursts, and a rate taken between two of these moments
+        # counts whole bursts over the time they took.
+        self.last_ack_at = self.last_push_at = 0.0
 
     def snapshot(self) -> dict:
         return {"sent": self.sent, "acks": self.acks, "errors": self.errors,
-                "pushes": self.pushes}
+                "pushes": self.pushes, "last_ack_at": self.last_ack_at,
+                "last_push_at": self.last_push_at}
 
 
 class Guest:
@@ -148,6 +153,7 @@ class Guest:
     def on_frame(self, payload: bytes) -> None:
         if payload.startswith(ACK):
             self.counters.acks += 1
+            self.counters.last_ack_at = time.monotonic()
             self.owed += 1
         elif payload.startswith(SEND_ERROR):
             counters = self.counters
@@ -178,6 +184,7 @@ def agent_counter(counters: Counters):
     def on_frame(payload: bytes) -> None:
         if payload.startswith(PUSH):
             counters.pushes += 1
+            counters.last_push_at = time.monotonic()
     return on_frame
 
 
