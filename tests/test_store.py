@@ -105,3 +105,41 @@ async def test_upgrade_counts_old_messages_for_the_reports(tmp_path):
         assert conn.execute("SELECT SUM(count) FROM message_stats").fetchone()[0] == 51
         assert conn.execute("SELECT gid, guest_messages FROM conversations").fetchall() == [
             (1, 1)]
+
+
+@pytest.mark.gen_test
+async def test_upgrade_delivers_old_webhook_rows_first_then_takes_new_messages(tmp_path):
+    # Schema 12 (docs/protocol.md §11): a webhook that wanted message.created goes on from
+    # the last message stored before the upgrade; rows already in the outbox keep going
+    # first, and later messages become rows when the worker takes them
+    path = str(tmp_path / "old.db")
+    schema_2_database(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 2")
+        for steps in store_module._MIGRATIONS[2:SCHEMA_VERSION - 1]:
+            for step in steps:
+                step(conn) if callable(step) else conn.execute(step)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        conn.execute("INSERT INTO webhooks (id, url, secret, created_at) "
+                     "VALUES (1, 'http://127.0.0.1:9/hook', 's', 0)")
+        conn.execute("INSERT INTO webhook_events VALUES ('message.created', 1)")
+        conn.execute("INSERT INTO outbox (kind, target_id, ordering_key, event, payload, "
+                     "created_at, next_attempt_at) VALUES ('webhook', 1, '1', "
+                     "'message.created', '{\"old\":true}', 0, 0)")
+    store = await Store(path).open()
+    try:
+        message, _ = await store.add_message(1, "guest", None, 0, "after the upgrade", None)
+        due, _, behind = await store.due_deliveries("webhook", 8)
+        assert [row["payload"] for row in due] == ['{"old":true}'] and behind
+        await store.take_message_events(256)
+        due, _, behind = await store.due_deliveries("webhook", 8)
+        assert [row["payload"] for row in due] == ['{"old":true}'] and not behind
+        await store.record_attempts([(due[0]["id"], "delivered", 0, 200, None)])
+        due, _, _ = await store.due_deliveries("webhook", 8)
+        assert [row["event"] for row in due] == ["message.created"]
+        assert '"msg":"after the upgrade"' in due[0]["payload"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT message_cursor FROM webhooks").fetchall() == [
+            (message["id"],)]

@@ -145,6 +145,49 @@ async def test_deliveries_are_signed_and_carry_the_event(make_server, receiver):
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_message_events_are_made_from_the_messages_and_keep_their_place(make_server,
+                                                                            receiver):
+    # PROTOCOL §11: a message's commit writes no outbox row; the worker makes the
+    # message.created rows from the stored messages as it needs them, and an event that
+    # followed the messages (32700) is still delivered after them. A message's event has
+    # the same id for every webhook.
+    h, group, admin, agent = await webhook_server(make_server, receiver)
+    second = Receiver()
+    try:
+        await add_webhook(h, h.server.tokens.mint_agent(admin), second.url, ["message.created"])
+        receiver.hold = True
+        guest = await h.guest_client("u1", group)
+        gid = guest.login_data["gid"]
+        await guest.ok(22300, msg="one")
+        await receiver.wait_for(1)  # conversation.created, held
+        await second.wait_for(1)
+        await guest.ok(22300, msg="two")
+        await agent.ok(32300, gid=gid, msg="three")
+        await agent.ok(32700, gid=gid)
+        # While the worker waits, the later messages are rows of the messages table only.
+        assert h.db("SELECT COUNT(*) FROM outbox WHERE event = 'message.created'") == [(2,)]
+        assert h.db("SELECT COUNT(*) FROM outbox WHERE event = 'conversation.ended'") == [(1,)]
+        # and the admin API counts them as pending (PROTOCOL §10), beside "one", whose
+        # delivery is recorded with the round it went out in, still held
+        code, answer = await http(h.url, "GET", "/api/admin/webhooks", None,
+                                  {"Authorization": f"Bearer {h.server.tokens.mint_agent(admin)}"})
+        assert code == 200
+        assert answer["data"]["webhooks"][1]["pending"] == 3
+        receiver.hold = False
+        bodies = await receiver.wait_for(6)
+        assert events_of(bodies) == ["conversation.created", "conversation.assigned"] + \
+            ["message.created"] * 3 + ["conversation.ended"]
+        assert [b["data"]["message"]["msg"] for b in bodies[2:5]] == ["one", "two", "three"]
+        assert all(b["data"]["conversation_id"] == bodies[0]["data"]["conversation_id"]
+                   and b["data"]["group_id"] == group for b in bodies)
+        copies = await second.wait_for(3)
+        assert [b["id"] for b in copies] == [b["id"] for b in bodies[2:5]]
+        assert [b["data"] for b in copies] == [b["data"] for b in bodies[2:5]]
+    finally:
+        second.close()
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_a_failed_delivery_is_retried_and_its_conversation_waits(make_server, receiver):
     # PROTOCOL §11: a non-2xx answer is retried after first_retry; the conversation's later
     # events wait for it, so the receiver sees them in order, each delivery with the same
@@ -285,7 +328,8 @@ async def test_events_follow_webhooks_added_and_deleted_while_running(make_serve
 async def test_an_unconfirmed_delivery_is_sent_again_after_sigkill(tmp_path, receiver):
     # PROTOCOL §11: at least once: a delivery under way when the process is killed was never
     # confirmed, so the restarted server sends it again (same X-Cschat-Delivery); nothing
-    # written to the outbox is lost
+    # written to the outbox is lost, and messages not yet taken from the messages table
+    # are taken after the restart
     config, port = config_and_port(tmp_path, {"webhooks": QUICK_RETRIES})
     group = await cli(config, "group", "add", "Shop")
     admin = await cli(config, "agent", "add", "--group", group, "--name", "Olivia",
@@ -303,7 +347,10 @@ async def test_an_unconfirmed_delivery_is_sent_again_after_sigkill(tmp_path, rec
         await receiver.wait_for(1)
         server.kill()
         receiver.hold = False
-        assert read_db(tmp_path, "SELECT state FROM outbox ORDER BY id") == [("pending",)] * 3
+        taken = read_db(tmp_path, "SELECT state FROM outbox")
+        assert taken and set(taken) == {("pending",)}
+        assert read_db(tmp_path, "SELECT COUNT(*) FROM messages WHERE id > "
+                       "(SELECT message_cursor FROM webhooks)") == [(3 - len(taken),)]
         await server.start()
         bodies = await receiver.wait_for(4)
         assert [b["data"]["message"]["msg"] for b in bodies] == ["m0", "m0", "m1", "m2"]

@@ -1,9 +1,11 @@
 """The outbox worker: delivers what the store's outbox holds, retrying with backoff.
 
 It runs beside the chat, never on its path: a commit that wrote outbox rows
-only wakes it. A row stays pending until the result of an attempt is
-committed, so a crash or a restart sends it again (at least once); rows of
-one target and ordering key go one at a time, oldest first.
+(or stored messages a webhook wants) only wakes it, and it makes the rows
+of message.created from the stored messages as it needs them. A row stays
+pending until the result of an attempt is committed, so a crash or a
+restart sends it again (at least once); rows of one target and ordering key
+go one at a time, in order.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ PRUNE_SECONDS = 3600
 IDLE_SECONDS = 60  # looks again at least this often, whatever it was told
 ERROR_PAUSE_SECONDS = 1.0
 MAX_ERROR_LENGTH = 500
+MESSAGES_PER_TAKE = 256  # message.created rows made at once, when a round lacks rows
+BEHIND_PAUSE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +113,19 @@ class OutboxWorker:
         if now_ms() - self._pruned_at > PRUNE_SECONDS * 1000:
             self._pruned_at = now_ms()
             await self.store.prune_outbox(self._pruned_at - self.keep_days * 86_400_000)
-        due, next_due = await self.store.due_deliveries(self.kind, self.concurrency)
+        due, next_due, behind = await self.store.due_deliveries(self.kind, self.concurrency)
+        if behind and len(due) < self.concurrency:
+            # Rows are made from stored messages as they are needed: a backlog stays in
+            # the messages, and the chat's commits write nothing for it.
+            await self.store.take_message_events(MESSAGES_PER_TAKE)
+            due, next_due, behind = await self.store.due_deliveries(self.kind, self.concurrency)
         if not due:
-            return IDLE_SECONDS if next_due is None else \
+            wait = IDLE_SECONDS if next_due is None else \
                 min(IDLE_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
+            # Messages still to take while nothing is due (their conversations wait for a
+            # retry, a receiver is down): look again within a second, not at once, so
+            # that such a backlog stays in the messages instead of growing the outbox.
+            return min(wait, BEHIND_PAUSE_SECONDS) if behind else wait
         targets = await self._load_targets()
         attempts = await asyncio.gather(*(self._attempt(row, targets) for row in due))
         now = now_ms()

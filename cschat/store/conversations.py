@@ -13,9 +13,8 @@ import json
 import sqlite3
 
 from cschat.store.desk import record_page
-from cschat.store.outbox import emit
+from cschat.store.outbox import emit, note_message
 from cschat.store.schema import STATS_BUCKET_MS
-from cschat.store.util import TEXT
 
 # What a routing change did, as its caller tells it.
 ROUTED, TRANSFERRED, ENDED_BY_AGENT = "route", "transfer", "end"
@@ -54,13 +53,7 @@ def record_message(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) 
             "first_response_at = CASE WHEN first_guest_at IS NOT NULL "
             "THEN COALESCE(first_response_at, ?) END WHERE id = ?",
             (message["id"], message["admin_id"], at, conversation_id))
-    emit(conn, "message.created", guest["gid"], {
-        "conversation_id": conversation_id, "gid": guest["gid"], "group_id": guest["group_id"],
-        "message": {"id": message["id"], "sender": sender, "admin_id": message["admin_id"],
-                    "file_type": message["file_type"],
-                    "msg": message["body"] if message["file_type"] == TEXT
-                    else json.loads(message["body"]),
-                    "client_msg_id": message["client_msg_id"], "created_at": at}})
+    note_message(conn)  # its webhook event is made from the stored message
     return started
 
 
@@ -80,11 +73,13 @@ def _start(conn: sqlite3.Connection, guest: sqlite3.Row, message: dict) -> int:
     if page.get("url"):  # where the visitor was when it started
         record_page(conn, conversation_id, page["url"], page.get("title") or "", at)
     base = {"conversation_id": conversation_id, "gid": gid, "group_id": guest["group_id"]}
+    # Before the message that starts it.
     emit(conn, "conversation.created", gid, {**base, "uid": guest["uid"], "name": guest["name"],
                                              "admin_id": guest["assigned_aix"],
-                                             "started_at": at})
+                                             "started_at": at}, before_message=message["id"])
     if guest["assigned_aix"] is not None:
-        emit(conn, "conversation.assigned", gid, {**base, "admin_id": guest["assigned_aix"]})
+        emit(conn, "conversation.assigned", gid, {**base, "admin_id": guest["assigned_aix"]},
+             before_message=message["id"])
     return conversation_id
 
 

@@ -1,10 +1,19 @@
 """The outbox: side effects written in the commit of what caused them, delivered later.
 
 :func:`emit` runs inside a writer unit and adds one row per webhook that
-wants the event; the worker (:mod:`cschat.outbox`) takes due rows with
-:meth:`OutboxQueries.due_deliveries` and records each attempt. Rows of one
-webhook and one ordering key (a conversation) go out in id order: a row
-waits while an older one of its key is pending.
+wants the event. ``message.created`` is the exception: the stored message
+is its record, so sending one writes nothing more (:func:`note_message`
+only wakes the worker), and the worker makes the rows when it gets to them
+(:meth:`OutboxQueries.take_message_events`), each webhook from its cursor
+over the messages. The worker takes due rows with
+:meth:`OutboxQueries.due_deliveries` and records each attempt.
+
+Rows of one webhook and one ordering key (a conversation) go out in the
+order of their ``position``: 2 × the id of a message, 2 × the guest's last
+message id + 1 for another event (so it follows the messages stored before
+it), -1 for mail (then id order). A row waits while an earlier one of its
+key is pending, and a webhook's rows past its cursor wait until the
+messages before them have become rows.
 """
 
 from __future__ import annotations
@@ -13,37 +22,51 @@ import itertools
 import json
 import secrets
 import sqlite3
-from typing import Any
 
 from cschat.protocol import encode
 from cschat.store.directory import Actor, write_audit
 from cschat.store.errors import NotFound
-from cschat.store.util import now_ms, one, rows
+from cschat.store.util import TEXT, meta_value, now_ms, one, rows
 
 WEBHOOK = "webhook"
+MESSAGE_CREATED = "message.created"
 
 # Event ids: a random prefix per process and a counter, as unique as random ids without
-# a system call per event (the writer makes one for every message while a webhook wants
-# message.created).
+# a system call per event. A message.created event's id is made from its message's.
 _EVENT_ID_PREFIX = secrets.token_hex(8)
 _event_numbers = itertools.count()
 
+_INSERT_ROW = ("INSERT INTO outbox (kind, target_id, ordering_key, event, payload, created_at, "
+               "next_attempt_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
-def emit(conn: sqlite3.Connection, event: str, ordering_key: Any, data: dict) -> None:
-    """Queue ``event`` with ``data`` for every webhook that wants it, in this transaction."""
+
+def emit(conn: sqlite3.Connection, event: str, gid: int, data: dict,
+         before_message: int | None = None) -> None:
+    """Queue ``event`` about guest ``gid`` with ``data`` for every webhook that wants it,
+    in this transaction: after the guest's messages stored so far or, with
+    ``before_message``, before that message (a conversation it starts)."""
     targets = _subscribers(conn).get(event)
     if not targets:
         return
+    if before_message is not None:
+        position = 2 * before_message - 1
+    else:
+        last = conn.execute("SELECT COALESCE(last_message_id, 0) FROM guests WHERE gid = ?",
+                            (gid,)).fetchone()
+        position = 2 * (last[0] if last else 0) + 1
     now = now_ms()
-    # The frames' encoder: with orjson it takes a tenth of json.dumps's time, and this
-    # runs in the writer for every message while a webhook wants message.created.
     event_id = f"{_EVENT_ID_PREFIX}{next(_event_numbers):08x}"
     payload = encode({"id": event_id, "event": event, "created_at": now, "data": data})
-    conn.executemany(
-        "INSERT INTO outbox (kind, target_id, ordering_key, event, payload, created_at, "
-        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(WEBHOOK, target, str(ordering_key), event, payload, now, now) for target in targets])
+    conn.executemany(_INSERT_ROW, [(WEBHOOK, target, str(gid), event, payload, now, now,
+                                    position) for target in targets])
     conn.wrote_outbox = True  # the store wakes the worker once this commits
+
+
+def note_message(conn: sqlite3.Connection) -> None:
+    """A guest's or an agent's message was stored in this transaction: when a webhook
+    wants message.created, wake the worker once it commits, to take it."""
+    if MESSAGE_CREATED in _subscribers(conn):
+        conn.wrote_outbox = True
 
 
 def _subscribers(conn: sqlite3.Connection) -> dict[str, list[int]]:
@@ -63,6 +86,34 @@ def _webhooks_changed(conn: sqlite3.Connection) -> None:
     conn.cache_changed = True
 
 
+def _take_messages(conn: sqlite3.Connection, webhook_id: int, cursor: int, limit: int) -> None:
+    """Write the message.created rows for webhook ``webhook_id`` of up to ``limit``
+    messages after ``cursor`` (system messages have none), and move its cursor."""
+    messages = conn.execute(
+        "SELECT m.id, m.gid, m.sender, m.admin_id, m.file_type, m.body, m.client_msg_id, "
+        "m.created_at, g.group_id, (SELECT c.id FROM conversations c WHERE c.gid = m.gid "
+        "AND c.first_message_id <= m.id ORDER BY c.id DESC LIMIT 1) "
+        "FROM messages m JOIN guests g ON g.gid = m.gid WHERE m.id > ? ORDER BY m.id LIMIT ?",
+        (cursor, limit)).fetchall()
+    if not messages:
+        return
+    ids = meta_value(conn, "message_event_ids")
+    now = now_ms()  # due now; retried until give_up_after from the message's time
+    conn.executemany(_INSERT_ROW, [
+        (WEBHOOK, webhook_id, str(gid), MESSAGE_CREATED, encode({
+            "id": f"{ids}m{message_id}", "event": MESSAGE_CREATED, "created_at": at,
+            "data": {"conversation_id": conversation_id, "gid": gid, "group_id": group_id,
+                     "message": {"id": message_id, "sender": sender, "admin_id": admin_id,
+                                 "file_type": file_type,
+                                 "msg": body if file_type == TEXT else json.loads(body),
+                                 "client_msg_id": client_msg_id, "created_at": at}}}),
+         at, now, 2 * message_id)
+        for (message_id, gid, sender, admin_id, file_type, body, client_msg_id, at, group_id,
+             conversation_id) in messages if sender != "system"])
+    conn.execute("UPDATE webhooks SET message_cursor = ? WHERE id = ?",
+                 (messages[-1][0], webhook_id))
+
+
 _DELIVERY_COLUMNS = ("id, event, created_at, state, attempts, last_attempt_at, "
                      "next_attempt_at, last_status, last_error")
 
@@ -72,9 +123,12 @@ class OutboxQueries:
 
     async def add_webhook(self, url: str, secret: str, events: list[str], actor: Actor) -> dict:
         def unit(conn):
+            # It gets the messages stored from now on.
+            cursor = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] \
+                if MESSAGE_CREATED in events else None
             webhook_id = conn.execute(
-                "INSERT INTO webhooks (url, secret, created_at) VALUES (?, ?, ?)",
-                (url, secret, now_ms())).lastrowid
+                "INSERT INTO webhooks (url, secret, created_at, message_cursor) "
+                "VALUES (?, ?, ?, ?)", (url, secret, now_ms(), cursor)).lastrowid
             conn.executemany("INSERT INTO webhook_events (event, webhook_id) VALUES (?, ?)",
                              [(event, webhook_id) for event in events])
             _webhooks_changed(conn)
@@ -117,23 +171,31 @@ class OutboxQueries:
                 "ORDER BY id DESC LIMIT ?", (WEBHOOK, webhook_id, limit)))
         return await self.read(query)
 
-    async def due_deliveries(self, kind: str, limit: int) -> tuple[list[dict], int | None]:
-        """``(rows, next_due)``: up to ``limit`` pending rows of ``kind`` due now, each the
-        oldest pending row of its webhook and ordering key; and when the earliest
-        pending row that is not due yet will be (ms), or None."""
+    async def due_deliveries(self, kind: str, limit: int
+                             ) -> tuple[list[dict], int | None, bool]:
+        """``(rows, next_due, behind)``: up to ``limit`` pending rows of ``kind`` due now,
+        each the first pending row of its webhook and ordering key; when the earliest
+        pending row that is not due yet will be (ms), or None; and whether messages are
+        still to be taken (:meth:`take_message_events`)."""
         def query(conn):
             now = now_ms()
+            cursors = dict(conn.execute(
+                "SELECT id, message_cursor FROM webhooks WHERE message_cursor IS NOT NULL")) \
+                if kind == WEBHOOK else {}
             due, held = [], set()
-            # Pending rows oldest first: a row's key is held by the first of them, so a row
-            # is next in its order exactly when its key was not met before it. The reading
-            # stops at `limit`, however long the backlog.
-            for row_id, target_id, ordering_key, next_attempt_at in conn.execute(
-                    "SELECT id, target_id, ordering_key, next_attempt_at FROM outbox "
-                    "INDEXED BY outbox_pending_by_id WHERE state = 'pending' AND kind = ? "
-                    "ORDER BY id", (kind,)):
+            # Pending rows in order: a row's key is held by the first of them, so a row is
+            # next exactly when its key was not met before it. The reading stops at
+            # `limit`, however long the backlog.
+            for row_id, target_id, ordering_key, next_attempt_at, position in conn.execute(
+                    "SELECT id, target_id, ordering_key, next_attempt_at, position FROM outbox "
+                    "INDEXED BY outbox_pending_in_order WHERE state = 'pending' AND kind = ? "
+                    "ORDER BY position, id", (kind,)):
                 if (target_id, ordering_key) in held:
                     continue
                 held.add((target_id, ordering_key))
+                cursor = cursors.get(target_id)
+                if cursor is not None and position > 2 * cursor + 1:
+                    continue  # messages before it are still to be taken
                 if next_attempt_at <= now:
                     due.append(row_id)
                     if len(due) == limit:
@@ -147,8 +209,20 @@ class OutboxQueries:
                 "SELECT MIN(next_attempt_at) FROM outbox INDEXED BY outbox_due WHERE "
                 "state = 'pending' AND next_attempt_at > created_at AND kind = ? "
                 "AND next_attempt_at > ?", (kind, now)).fetchone()[0]
-            return found, later
+            last_message = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] \
+                if cursors else None
+            return found, later, any(cursor < last_message for cursor in cursors.values())
         return await self.read(query)
+
+    async def take_message_events(self, limit: int) -> None:
+        """Write the message.created rows of up to ``limit`` messages past each cursor of
+        the webhooks that want them, and move the cursors."""
+        def unit(conn):
+            for webhook_id, cursor in conn.execute(
+                    "SELECT id, message_cursor FROM webhooks "
+                    "WHERE message_cursor IS NOT NULL").fetchall():
+                _take_messages(conn, webhook_id, cursor, limit)
+        await self.write(unit)
 
     async def record_attempts(self, outcomes: list[tuple[int, str, int, int | None,
                                                          str | None]]) -> None:
@@ -176,8 +250,11 @@ def _webhooks(conn: sqlite3.Connection, webhook_id: int | None = None) -> list[d
         "SELECT w.id, w.url, w.secret, w.created_at, "
         "(SELECT json_group_array(event) FROM webhook_events e WHERE e.webhook_id = w.id) "
         "AS events, "
-        "(SELECT COUNT(*) FROM outbox o INDEXED BY outbox_pending_by_id "
-        "WHERE o.kind = 'webhook' AND o.target_id = w.id AND o.state = 'pending') AS pending, "
+        "(SELECT COUNT(*) FROM outbox o INDEXED BY outbox_pending_in_order "
+        "WHERE o.kind = 'webhook' AND o.target_id = w.id AND o.state = 'pending') "
+        # and the messages it has still to take
+        "+ (SELECT COUNT(*) FROM messages m WHERE m.id > w.message_cursor "
+        "AND m.sender != 'system') AS pending, "
         "(SELECT COUNT(*) FROM outbox o WHERE o.kind = 'webhook' AND o.target_id = w.id "
         "AND o.state = 'failed') AS failed "
         f"FROM webhooks w {where} ORDER BY w.id", params))

@@ -297,6 +297,25 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         """CREATE INDEX outbox_due ON outbox (kind, next_attempt_at)
             WHERE state = 'pending' AND next_attempt_at > created_at""",
     ],
+    [
+        # message.created events are taken from the messages by the outbox worker, which
+        # writes their rows as it goes: a webhook's cursor is the last message it took.
+        # Each row has a position among its conversation's events: 2 × the message's id
+        # for a message, 2 × the guest's last message id + 1 for an event after it (one
+        # before a message: 2 × its id - 1); -1 for every row written before this and
+        # for mail, which go in id order. Pending rows are read in this order.
+        """ALTER TABLE webhooks ADD COLUMN message_cursor INTEGER""",
+        """UPDATE webhooks SET message_cursor = (SELECT COALESCE(MAX(id), 0) FROM messages)
+            WHERE id IN (SELECT webhook_id FROM webhook_events
+                         WHERE event = 'message.created')""",
+        """ALTER TABLE outbox ADD COLUMN position INTEGER NOT NULL DEFAULT -1""",
+        # The start of the ids of message.created events, which are made from the message
+        # id: the same for every webhook, and unlike those of another database.
+        """INSERT INTO meta (key, value) VALUES ('message_event_ids', lower(hex(randomblob(8))))""",
+        """DROP INDEX outbox_pending_by_id""",
+        """CREATE INDEX outbox_pending_in_order ON outbox (kind, position, id)
+            WHERE state = 'pending'""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
