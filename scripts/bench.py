@@ -108,9 +108,12 @@ TARGETS = {
 }
 
 # The features phase: each configuration and the features it turns on (all off in "plain").
+# "held" is no feature: the webhook's receiver never answers, so nothing is delivered during
+# the load, and what is left is what the chat itself pays for a webhook.
 FEATURES = ("search", "webhooks", "mail", "context")
 CONFIGURATIONS = {"plain": (), "search": ("search",), "webhooks": ("webhooks",),
-                  "mail": ("mail",), "context": ("context",), "all": FEATURES}
+                  "webhooks-held": ("webhooks", "held"), "mail": ("mail",),
+                  "context": ("context",), "all": FEATURES}
 RATE_LIMIT_NOTE = ("per-identity rate limits ([chat] identity_rate_limit) cannot be switched "
                    "off in the server: they are on in every configuration, plain included "
                    "(raised to 100000 frames/s)")
@@ -580,13 +583,15 @@ class Bench:
         self.server_cpus.update(server.cpus)
         return server
 
-    def start_sink(self, kind: str, folder: str) -> ServerProcess:
-        """A receiver of ``sinks.py`` (``webhook`` or ``smtp``) on the generator's CPUs.
+    def start_sink(self, kind: str, folder: str, hold: bool = False) -> ServerProcess:
+        """A receiver of ``sinks.py`` (``webhook`` or ``smtp``; ``hold``: a webhook
+        receiver that never answers) on the generator's CPUs.
 
         On those CPUs it competes with the load generator, not with the
         server; its CPU use is counted as the generator's (:meth:`meter`).
         """
-        sink = ServerProcess([sys.executable, os.path.join(HERE, "sinks.py"), kind], folder,
+        sink = ServerProcess([sys.executable, os.path.join(HERE, "sinks.py"), kind]
+                             + (["--hold"] if hold else []), folder,
                              1024, f"{kind}-sink", self.generator_cpus)
         self.servers.append(sink)
         self.helpers.append(sink)
@@ -931,7 +936,8 @@ class Bench:
                      if feature in features]
             if kinds:
                 folder = self.new_folder(f"{name}-receivers")
-                sinks = {kind: self.start_sink(kind, folder) for kind in kinds}
+                sinks = {kind: self.start_sink(kind, folder, hold="held" in features)
+                         for kind in kinds}
             settings = {"privacy": {"search_index": "true" if "search" in features else "false"}}
             if "smtp" in sinks:
                 settings["email"] = {"smtp_host": "127.0.0.1", "smtp_port": sinks["smtp"].port,

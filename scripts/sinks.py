@@ -1,16 +1,17 @@
 """Receivers for the ``features`` phase of ``bench.py``: a webhook endpoint and an SMTP server.
 
-    python scripts/sinks.py webhook [--port 0]
+    python scripts/sinks.py webhook [--port 0] [--hold]
     python scripts/sinks.py smtp [--port 0]
 
 Each accepts everything at once and only counts it: ``webhook`` answers
-every HTTP request 200 with an empty body and counts the POSTs by their
-``X-Cschat-Event`` header; ``smtp`` (aiosmtpd, which must be importable)
-accepts every mail and counts them. Both listen on 127.0.0.1, print
-``<kind> sink listening on <scheme>://127.0.0.1:PORT`` on stderr once bound
-and, on SIGTERM or SIGINT, print ``received <JSON object of counts>`` on
-stderr and exit. Being quick and cheap matters: they run on the load
-generator's CPUs, and a slow receiver would make cschat's deliveries wait.
+every HTTP request 200 with an empty body (with ``--hold``: never answers
+it) and counts the POSTs by their ``X-Cschat-Event`` header; ``smtp``
+(aiosmtpd, which must be importable) accepts every mail and counts them.
+Both listen on 127.0.0.1, print ``<kind> sink listening on
+<scheme>://127.0.0.1:PORT`` on stderr once bound and, on SIGTERM or
+SIGINT, print ``received <JSON object of counts>`` on stderr and exit.
+Being quick and cheap matters: they run on the load generator's CPUs, and
+a slow receiver would make cschat's deliveries wait.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ HOST = "127.0.0.1"
 class WebhookReceiver(asyncio.Protocol):
     """One HTTP/1.1 connection: every request is answered 200 as soon as its body is in."""
 
-    def __init__(self, counts: dict[str, int]):
+    def __init__(self, counts: dict[str, int], hold: bool = False):
         self.counts = counts
+        self.hold = hold
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
 
@@ -53,6 +55,8 @@ class WebhookReceiver(asyncio.Protocol):
             if lines[0].startswith("POST "):
                 event = headers.get("x-cschat-event", "?")
                 self.counts[event] = self.counts.get(event, 0) + 1
+            if self.hold:
+                continue
             close = headers.get("connection", "").lower() == "close"
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
                                  + (b"Connection: close\r\n\r\n" if close else b"\r\n"))
@@ -72,11 +76,11 @@ class MailCounter:
         return "250 OK"
 
 
-async def serve(kind: str, port: int) -> None:
+async def serve(kind: str, port: int, hold: bool) -> None:
     loop = asyncio.get_running_loop()
     counts: dict[str, int] = {}
     if kind == "webhook":
-        factory, scheme = (lambda: WebhookReceiver(counts)), "http"
+        factory, scheme = (lambda: WebhookReceiver(counts, hold)), "http"
     else:
         from aiosmtpd.smtp import SMTP
 
@@ -98,8 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("webhook", "smtp"))
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: a free one)")
+    parser.add_argument("--hold", action="store_true",
+                        help="webhook: never answer (the sender waits until its timeout)")
     args = parser.parse_args()
-    asyncio.run(serve(args.kind, args.port))
+    asyncio.run(serve(args.kind, args.port, args.hold))
 
 
 if __name__ == "__main__":

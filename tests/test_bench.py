@@ -111,7 +111,8 @@ def test_quick_bench_prices_features_and_scale(tmp_path):
     features = figures["features"]
     assert features["skipped"] == {}   # aiosmtpd is installed for the tests
     configurations = features["configurations"]
-    assert list(configurations) == ["plain", "search", "webhooks", "mail", "context", "all"]
+    assert list(configurations) == ["plain", "search", "webhooks", "webhooks-held", "mail",
+                                    "context", "all"]
     for name, entry in configurations.items():
         assert number(entry["throughput"]["messages_per_s"]), name
         assert number(entry["ratio_to_plain"]), name
