@@ -129,15 +129,19 @@ async def test_upgrade_delivers_old_webhook_rows_first_then_takes_new_messages(t
     store = await Store(path).open()
     try:
         message, _ = await store.add_message(1, "guest", None, 0, "after the upgrade", None)
-        due, _, behind = await store.due_deliveries("webhook", 8)
-        assert [row["payload"] for row in due] == ['{"old":true}'] and behind
-        await store.take_message_events(256)
-        due, _, behind = await store.due_deliveries("webhook", 8)
-        assert [row["payload"] for row in due] == ['{"old":true}'] and not behind
-        await store.record_attempts([(due[0]["id"], "delivered", 0, 200, None)])
-        due, _, _ = await store.due_deliveries("webhook", 8)
-        assert [row["event"] for row in due] == ["message.created"]
-        assert '"msg":"after the upgrade"' in due[0]["payload"]
+        # A round of one: the old row alone is due, and the new message is not taken
+        # (the round is full without it).
+        found = await store.outbox_round("webhook", [], 1)
+        assert [row["payload"] for row in found.due] == ['{"old":true}'] and found.behind
+        assert found.targets[1]["url"] == "http://127.0.0.1:9/hook"
+        # A round of eight would be short: the message is taken, and waits for the old row
+        # of its conversation.
+        found = await store.outbox_round("webhook", [], 8)
+        assert [row["payload"] for row in found.due] == ['{"old":true}'] and not found.behind
+        found = await store.outbox_round(
+            "webhook", [(found.due[0]["id"], "delivered", 0, 200, None)], 8)
+        assert [row["event"] for row in found.due] == ["message.created"]
+        assert '"msg":"after the upgrade"' in found.due[0]["payload"]
     finally:
         await store.close()
     with sqlite3.connect(path) as conn:

@@ -115,8 +115,4 @@ def mail_worker(store: Store, reception: Reception, email_settings: dict,
     sender = MailSender(store, reception, email_settings)
     policy = RetryPolicy(retry_settings["first_retry"], retry_settings["max_retry_interval"],
                          retry_settings["give_up_after"])
-
-    async def no_targets() -> dict:
-        return {}
-    return OutboxWorker(store, MAIL, sender.deliver, no_targets, policy, 1,
-                        retry_settings["keep_days"])
+    return OutboxWorker(store, MAIL, sender.deliver, policy, 1, retry_settings["keep_days"])

@@ -73,6 +73,6 @@ def webhook_worker(store: Store, settings: dict, on_attempt) -> tuple[OutboxWork
     sender = WebhookSender(settings["timeout"], settings["concurrency"])
     policy = RetryPolicy(settings["first_retry"], settings["max_retry_interval"],
                          settings["give_up_after"])
-    worker = OutboxWorker(store, WEBHOOK, sender.deliver, store.webhook_targets, policy,
-                          settings["concurrency"], settings["keep_days"], on_attempt)
+    worker = OutboxWorker(store, WEBHOOK, sender.deliver, policy, settings["concurrency"],
+                          settings["keep_days"], on_attempt)
     return worker, sender

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from cschat.logs import ThrottledLog
 from cschat.store import Store, now_ms
+from cschat.store.outbox import Outcome
 
 log = logging.getLogger("cschat.outbox")
 
@@ -25,7 +26,6 @@ PRUNE_SECONDS = 3600
 IDLE_SECONDS = 60  # looks again at least this often, whatever it was told
 ERROR_PAUSE_SECONDS = 1.0
 MAX_ERROR_LENGTH = 500
-MESSAGES_PER_TAKE = 256  # message.created rows made at once, when a round lacks rows
 BEHIND_PAUSE_SECONDS = 1.0
 
 
@@ -61,20 +61,18 @@ class RetryPolicy:
 class OutboxWorker:
     """Delivers the outbox rows of one ``kind`` with ``deliver(row, targets)``.
 
-    ``deliver`` never raises: it returns an :class:`Attempt`. ``load_targets``
-    returns what the rows' ``target_id`` name (re-read each round, so a
-    deleted target's rows, deleted with it, are never tried). ``on_attempt``
-    is told of every attempt (for the metrics). Start with :meth:`start`,
-    stop with :meth:`stop`.
+    ``deliver`` never raises: it returns an :class:`Attempt`; ``targets`` are
+    the webhooks the round's rows go to, read with them (a deleted webhook's
+    rows are deleted with it, so they are never tried). ``on_attempt`` is told
+    of every attempt (for the metrics). Start with :meth:`start`, stop with
+    :meth:`stop`.
     """
 
     def __init__(self, store: Store, kind: str,
-                 deliver: Callable[[dict, dict], Awaitable[Attempt]],
-                 load_targets: Callable[[], Awaitable[dict]], policy: RetryPolicy,
+                 deliver: Callable[[dict, dict], Awaitable[Attempt]], policy: RetryPolicy,
                  concurrency: int, keep_days: int,
                  on_attempt: Callable[[bool], None] = lambda ok: None):
-        self.store, self.kind = store, kind
-        self._deliver, self._load_targets = deliver, load_targets
+        self.store, self.kind, self._deliver = store, kind, deliver
         self.policy, self.concurrency, self.keep_days = policy, concurrency, keep_days
         self._on_attempt = on_attempt
         self._task: asyncio.Task | None = None
@@ -82,17 +80,25 @@ class OutboxWorker:
         store.outbox_listeners.append(self._written)
         self._failures = ThrottledLog(log)
         self._pruned_at = 0
+        # The last round's outcomes, recorded in the next round's unit of the writer.
+        self._outcomes: list[Outcome] = []
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop, recording the outcomes of the last round (the store is still open)."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._outcomes:
+            try:
+                await self.store.record_attempts(self._outcomes)
+            except Exception as error:  # noqa: BLE001 - they are sent again after a restart
+                log.warning("the last outbox attempts were not recorded: %s", error)
 
     async def _run(self) -> None:
         while True:
@@ -113,34 +119,28 @@ class OutboxWorker:
         if now_ms() - self._pruned_at > PRUNE_SECONDS * 1000:
             self._pruned_at = now_ms()
             await self.store.prune_outbox(self._pruned_at - self.keep_days * 86_400_000)
-        due, next_due, behind = await self.store.due_deliveries(self.kind, self.concurrency)
-        if behind and len(due) < self.concurrency:
-            # Rows are made from stored messages as they are needed: a backlog stays in
-            # the messages, and the chat's commits write nothing for it.
-            await self.store.take_message_events(MESSAGES_PER_TAKE)
-            due, next_due, behind = await self.store.due_deliveries(self.kind, self.concurrency)
-        if not due:
-            wait = IDLE_SECONDS if next_due is None else \
-                min(IDLE_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
+        found = await self.store.outbox_round(self.kind, self._outcomes, self.concurrency)
+        self._outcomes = []
+        if not found.due:
+            wait = IDLE_SECONDS if found.next_due is None else \
+                min(IDLE_SECONDS, max(0.0, (found.next_due - now_ms()) / 1000))
             # Messages still to take while nothing is due (their conversations wait for a
             # retry, a receiver is down): look again within a second, not at once, so
             # that such a backlog stays in the messages instead of growing the outbox.
-            return min(wait, BEHIND_PAUSE_SECONDS) if behind else wait
-        targets = await self._load_targets()
-        attempts = await asyncio.gather(*(self._attempt(row, targets) for row in due))
+            return min(wait, BEHIND_PAUSE_SECONDS) if found.behind else wait
+        attempts = await asyncio.gather(*(self._attempt(row, found.targets)
+                                          for row in found.due))
         now = now_ms()
-        outcomes = []
-        for row, attempt in zip(due, attempts, strict=True):
+        for row, attempt in zip(found.due, attempts, strict=True):
             self._on_attempt(attempt.ok)
             next_at = None if attempt.ok or attempt.permanent else \
                 self.policy.next_attempt_ms(row["created_at"], row["attempts"] + 1, now)
             state = "delivered" if attempt.ok else ("pending" if next_at else "failed")
             error = attempt.error[:MAX_ERROR_LENGTH] if attempt.error else None
-            outcomes.append((row["id"], state, next_at or now, attempt.status, error))
+            self._outcomes.append((row["id"], state, next_at or now, attempt.status, error))
             if state == "failed":
                 log.warning("outbox row %d (%s) failed for good: %s", row["id"], row["event"],
                             error)
-        await self.store.record_attempts(outcomes)
         return 0
 
     async def _attempt(self, row: dict, targets: dict) -> Attempt:

@@ -4,9 +4,9 @@
 wants the event. ``message.created`` is the exception: the stored message
 is its record, so sending one writes nothing more (:func:`note_message`
 only wakes the worker), and the worker makes the rows when it gets to them
-(:meth:`OutboxQueries.take_message_events`), each webhook from its cursor
-over the messages. The worker takes due rows with
-:meth:`OutboxQueries.due_deliveries` and records each attempt.
+in the rounds of :meth:`OutboxQueries.outbox_round`, each webhook from its
+cursor over the messages. Each round also records the attempts of the one
+before and finds the rows due: one unit of the writer per round.
 
 Rows of one webhook and one ordering key (a conversation) go out in the
 order of their ``position``: 2 × the id of a message, 2 × the guest's last
@@ -22,6 +22,7 @@ import itertools
 import json
 import secrets
 import sqlite3
+from typing import NamedTuple
 
 from cschat.protocol import encode
 from cschat.store.directory import Actor, write_audit
@@ -35,6 +36,24 @@ MESSAGE_CREATED = "message.created"
 # a system call per event. A message.created event's id is made from its message's.
 _EVENT_ID_PREFIX = secrets.token_hex(8)
 _event_numbers = itertools.count()
+
+MESSAGES_PER_TAKE = 256  # message.created rows made at once, when a round would be short
+
+# An attempt's outcome: (row id, new state, next_attempt_at, status, error).
+Outcome = tuple[int, str, int, int | None, str | None]
+
+
+class OutboxRound(NamedTuple):
+    """What a worker's round delivers: the ``due`` rows, the webhooks they go to by id
+    (``targets``: ``{"id", "url", "secret"}``), when the earliest pending row that is not
+    due yet will be (``next_due``, ms, or None), and whether messages are still to be
+    taken (``behind``)."""
+
+    due: list[dict]
+    targets: dict[int, dict]
+    next_due: int | None
+    behind: bool
+
 
 _INSERT_ROW = ("INSERT INTO outbox (kind, target_id, ordering_key, event, payload, created_at, "
                "next_attempt_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -155,11 +174,6 @@ class OutboxQueries:
         failed deliveries, and its last attempted delivery (or None)."""
         return await self.read(_webhooks)
 
-    async def webhook_targets(self) -> dict[int, dict]:
-        """What the worker needs to deliver: webhook id → ``{"url", "secret"}``."""
-        return await self.read(lambda conn: {row["id"]: row for row in rows(conn.execute(
-            "SELECT id, url, secret FROM webhooks"))})
-
     async def deliveries(self, webhook_id: int, limit: int) -> list[dict]:
         """The webhook's newest deliveries; raises :class:`NotFound`."""
         def query(conn):
@@ -171,77 +185,86 @@ class OutboxQueries:
                 "ORDER BY id DESC LIMIT ?", (WEBHOOK, webhook_id, limit)))
         return await self.read(query)
 
-    async def due_deliveries(self, kind: str, limit: int
-                             ) -> tuple[list[dict], int | None, bool]:
-        """``(rows, next_due, behind)``: up to ``limit`` pending rows of ``kind`` due now,
-        each the first pending row of its webhook and ordering key; when the earliest
-        pending row that is not due yet will be (ms), or None; and whether messages are
-        still to be taken (:meth:`take_message_events`)."""
-        def query(conn):
-            now = now_ms()
-            cursors = dict(conn.execute(
-                "SELECT id, message_cursor FROM webhooks WHERE message_cursor IS NOT NULL")) \
-                if kind == WEBHOOK else {}
-            due, held = [], set()
-            # Pending rows in order: a row's key is held by the first of them, so a row is
-            # next exactly when its key was not met before it. The reading stops at
-            # `limit`, however long the backlog.
-            for row_id, target_id, ordering_key, next_attempt_at, position in conn.execute(
-                    "SELECT id, target_id, ordering_key, next_attempt_at, position FROM outbox "
-                    "INDEXED BY outbox_pending_in_order WHERE state = 'pending' AND kind = ? "
-                    "ORDER BY position, id", (kind,)):
-                if (target_id, ordering_key) in held:
-                    continue
-                held.add((target_id, ordering_key))
-                cursor = cursors.get(target_id)
-                if cursor is not None and position > 2 * cursor + 1:
-                    continue  # messages before it are still to be taken
-                if next_attempt_at <= now:
-                    due.append(row_id)
-                    if len(due) == limit:
-                        break
-            found = rows(conn.execute(
-                "SELECT id, target_id, ordering_key, event, payload, created_at, attempts "
-                f"FROM outbox WHERE id IN ({','.join('?' * len(due))}) ORDER BY id", due)) \
-                if due else []
-            # Only a row tried before or queued for later is not due when written.
-            later = conn.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox INDEXED BY outbox_due WHERE "
-                "state = 'pending' AND next_attempt_at > created_at AND kind = ? "
-                "AND next_attempt_at > ?", (kind, now)).fetchone()[0]
-            last_message = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] \
-                if cursors else None
-            return found, later, any(cursor < last_message for cursor in cursors.values())
-        return await self.read(query)
-
-    async def take_message_events(self, limit: int) -> None:
-        """Write the message.created rows of up to ``limit`` messages past each cursor of
-        the webhooks that want them, and move the cursors."""
+    async def outbox_round(self, kind: str, outcomes: list[Outcome], limit: int
+                           ) -> OutboxRound:
+        """One round of the outbox worker of ``kind``, in one unit: record the
+        ``outcomes`` of the last round (as :meth:`record_attempts`), take messages
+        (message.created) when they are behind and the round would be short, and find
+        up to ``limit`` rows due now, each the first pending row of its webhook and
+        ordering key."""
         def unit(conn):
-            for webhook_id, cursor in conn.execute(
-                    "SELECT id, message_cursor FROM webhooks "
-                    "WHERE message_cursor IS NOT NULL").fetchall():
-                _take_messages(conn, webhook_id, cursor, limit)
-        await self.write(unit)
+            _record(conn, outcomes)
+            found = _next_round(conn, kind, limit)
+            if found.behind and len(found.due) < limit:
+                for webhook_id, cursor in conn.execute(
+                        "SELECT id, message_cursor FROM webhooks "
+                        "WHERE message_cursor IS NOT NULL").fetchall():
+                    _take_messages(conn, webhook_id, cursor, MESSAGES_PER_TAKE)
+                found = _next_round(conn, kind, limit)
+            return found
+        return await self.write(unit)
 
-    async def record_attempts(self, outcomes: list[tuple[int, str, int, int | None,
-                                                         str | None]]) -> None:
+    async def record_attempts(self, outcomes: list[Outcome]) -> None:
         """Record attempts ``(row id, new state, next_attempt_at, status, error)``; a
         success keeps the error of the attempt before it, for the admin screens."""
-        def unit(conn):
-            conn.executemany(
-                "UPDATE outbox SET state = ?, attempts = attempts + 1, next_attempt_at = ?, "
-                "last_attempt_at = ?, last_status = ?, last_error = COALESCE(?, last_error) "
-                "WHERE id = ? AND state = 'pending'",
-                [(state, next_at, now_ms(), status, error, row_id)
-                 for row_id, state, next_at, status, error in outcomes])
-        await self.write(unit)
+        await self.write(lambda conn: _record(conn, outcomes))
 
     async def prune_outbox(self, older_than_ms: int) -> int:
         """Delete delivered and failed rows created before ``older_than_ms``."""
         return await self.write(lambda conn: conn.execute(
             "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?",
             (older_than_ms,)).rowcount)
+
+
+def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    conn.executemany(
+        "UPDATE outbox SET state = ?, attempts = attempts + 1, next_attempt_at = ?, "
+        "last_attempt_at = ?, last_status = ?, last_error = COALESCE(?, last_error) "
+        "WHERE id = ? AND state = 'pending'",
+        [(state, next_at, now_ms(), status, error, row_id)
+         for row_id, state, next_at, status, error in outcomes])
+
+
+def _next_round(conn: sqlite3.Connection, kind: str, limit: int) -> OutboxRound:
+    now = now_ms()
+    cursors = dict(conn.execute(
+        "SELECT id, message_cursor FROM webhooks WHERE message_cursor IS NOT NULL")) \
+        if kind == WEBHOOK else {}
+    due, held = [], set()
+    # Pending rows in order: a row's key is held by the first of them, so a row is next
+    # exactly when its key was not met before it. The reading stops at `limit`, however
+    # long the backlog.
+    for row_id, target_id, ordering_key, next_attempt_at, position in conn.execute(
+            "SELECT id, target_id, ordering_key, next_attempt_at, position FROM outbox "
+            "INDEXED BY outbox_pending_in_order WHERE state = 'pending' AND kind = ? "
+            "ORDER BY position, id", (kind,)):
+        if (target_id, ordering_key) in held:
+            continue
+        held.add((target_id, ordering_key))
+        cursor = cursors.get(target_id)
+        if cursor is not None and position > 2 * cursor + 1:
+            continue  # messages before it are still to be taken
+        if next_attempt_at <= now:
+            due.append(row_id)
+            if len(due) == limit:
+                break
+    marks = ",".join("?" * len(due))
+    found = rows(conn.execute(
+        "SELECT id, target_id, ordering_key, event, payload, created_at, attempts "
+        f"FROM outbox WHERE id IN ({marks}) ORDER BY id", due)) if due else []
+    webhook_ids = sorted({row["target_id"] for row in found}) if kind == WEBHOOK else []
+    targets = {row["id"]: row for row in rows(conn.execute(
+        f"SELECT id, url, secret FROM webhooks WHERE id IN ({','.join('?' * len(webhook_ids))})",
+        webhook_ids))} if webhook_ids else {}
+    # Only a row tried before or queued for later is not due when written.
+    later = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM outbox INDEXED BY outbox_due WHERE "
+        "state = 'pending' AND next_attempt_at > created_at AND kind = ? "
+        "AND next_attempt_at > ?", (kind, now)).fetchone()[0]
+    last_message = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] \
+        if cursors else 0
+    return OutboxRound(found, targets, later,
+                       any(cursor < last_message for cursor in cursors.values()))
 
 
 def _webhooks(conn: sqlite3.Connection, webhook_id: int | None = None) -> list[dict]:
