@@ -215,6 +215,37 @@ async def test_a_failed_delivery_is_retried_and_its_conversation_waits(make_serv
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_the_webhooks_list_counts_failures_and_shows_the_last_attempt(make_server,
+                                                                             receiver):
+    # PROTOCOL §10: a webhook's `pending` counts the events still to go, `failed` those
+    # given up on, and `last_delivery` is its latest attempt
+    h, group, admin, agent = await webhook_server(make_server, receiver, ["message.created"],
+                                                  **QUICK_RETRIES)
+    receiver.answers = [500]
+    guest = await h.guest_client("u1", group)
+    await guest.ok(22300, msg="first")
+    await guest.ok(22300, msg="second")
+    await receiver.wait_for(3)  # first, first again, second
+    await asyncio.sleep(0.2)
+
+    async def listed() -> dict:
+        code, answer = await http(h.url, "GET", "/api/admin/webhooks", None, {
+            "Authorization": f"Bearer {h.server.tokens.mint_agent(admin)}"})
+        assert code == 200
+        webhook, = answer["data"]["webhooks"]
+        return webhook
+
+    webhook = await listed()
+    (first, _), (second, _) = h.db("SELECT id, payload FROM outbox ORDER BY id")
+    assert (webhook["failed"], webhook["pending"]) == (0, 0)
+    assert (webhook["last_delivery"]["id"], webhook["last_delivery"]["last_status"]) == \
+        (second, 200)
+    # What give_up_after (at least a day) does to an event that keeps failing:
+    h.db_write("UPDATE outbox SET state = 'failed' WHERE id = ?", (first,))
+    assert (await listed())["failed"] == 1
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_one_conversation_failing_does_not_hold_up_another(make_server, receiver):
     # PROTOCOL §11: order is kept per conversation, not across them
     receiver.answers = [503, 503, 503]

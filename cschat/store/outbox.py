@@ -278,12 +278,13 @@ def _webhooks(conn: sqlite3.Connection, webhook_id: int | None = None) -> list[d
         # and the messages it has still to take
         "+ (SELECT COUNT(*) FROM messages m WHERE m.id > w.message_cursor "
         "AND m.sender != 'system') AS pending, "
-        "(SELECT COUNT(*) FROM outbox o WHERE o.kind = 'webhook' AND o.target_id = w.id "
-        "AND o.state = 'failed') AS failed "
+        "(SELECT COUNT(*) FROM outbox o INDEXED BY outbox_failed WHERE o.kind = 'webhook' "
+        "AND o.target_id = w.id AND o.state = 'failed') AS failed "
         f"FROM webhooks w {where} ORDER BY w.id", params))
     for webhook in found:
         webhook["events"] = sorted(json.loads(webhook["events"]))
         webhook["last_delivery"] = one(conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM outbox WHERE kind = 'webhook' AND target_id = ? "
-            "AND attempts > 0 ORDER BY last_attempt_at DESC, id DESC LIMIT 1", (webhook["id"],)))
+            f"SELECT {_DELIVERY_COLUMNS} FROM outbox INDEXED BY outbox_attempted "
+            "WHERE kind = 'webhook' AND target_id = ? AND attempts > 0 "
+            "ORDER BY last_attempt_at DESC, id DESC LIMIT 1", (webhook["id"],)))
     return found

@@ -316,6 +316,13 @@ _MIGRATIONS: list[list[str | Callable[[sqlite3.Connection], None]]] = [
         """CREATE INDEX outbox_pending_in_order ON outbox (kind, position, id)
             WHERE state = 'pending'""",
     ],
+    [
+        # The webhooks screen counts a webhook's failed deliveries and shows its last
+        # attempt: without these it read every row the webhook ever had.
+        """CREATE INDEX outbox_failed ON outbox (kind, target_id) WHERE state = 'failed'""",
+        """CREATE INDEX outbox_attempted ON outbox (kind, target_id, last_attempt_at)
+            WHERE attempts > 0""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
