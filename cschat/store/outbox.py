@@ -196,9 +196,7 @@ class OutboxQueries:
             _record(conn, outcomes)
             found = _next_round(conn, kind, limit)
             if found.behind and len(found.due) < limit:
-                for webhook_id, cursor in conn.execute(
-                        "SELECT id, message_cursor FROM webhooks "
-                        "WHERE message_cursor IS NOT NULL").fetchall():
+                for webhook_id, cursor in _cursors(conn).items():
                     _take_messages(conn, webhook_id, cursor, MESSAGES_PER_TAKE)
                 found = _next_round(conn, kind, limit)
             return found
@@ -225,11 +223,15 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
          for row_id, state, next_at, status, error in outcomes])
 
 
+def _cursors(conn: sqlite3.Connection) -> dict[int, int]:
+    """Webhook id → the last message it took, for the webhooks that want message.created."""
+    return dict(conn.execute(
+        "SELECT id, message_cursor FROM webhooks WHERE message_cursor IS NOT NULL"))
+
+
 def _next_round(conn: sqlite3.Connection, kind: str, limit: int) -> OutboxRound:
     now = now_ms()
-    cursors = dict(conn.execute(
-        "SELECT id, message_cursor FROM webhooks WHERE message_cursor IS NOT NULL")) \
-        if kind == WEBHOOK else {}
+    cursors = _cursors(conn) if kind == WEBHOOK else {}
     due, held = [], set()
     # Pending rows in order: a row's key is held by the first of them, so a row is next
     # exactly when its key was not met before it. The reading stops at `limit`, however
